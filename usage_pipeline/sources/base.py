@@ -1,0 +1,282 @@
+"""What every source shares: honest partitions, per-account isolation, and the staging load.
+
+The one rule: one failing account never stops the others. `pull_accounts` lands each
+account's responses in its own batch and reports failures by name; `stage_partition` parses
+each account's latest complete batch and replaces exactly that account's rows of the
+partition in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from usage_pipeline import timeutil
+from usage_pipeline.errors import BackfillRefused, SourceError, UsagePipelineError
+from usage_pipeline.landing import BatchWriter, LandingStore, Snapshot, latest_batches
+from usage_pipeline.warehouse import Warehouse
+
+log = logging.getLogger("usage_pipeline.sources")
+STAGING_KEY_COLUMNS = (
+    pa.field("account_id", pa.string()),
+    pa.field("partition_key", pa.string()),
+    pa.field("loaded_at", pa.timestamp("us", tz="UTC")),
+)
+PULL_CHECK = "all_accounts_pulled"
+STAGE_CHECK = "all_accounts_parsed"
+_reported_warnings: set[str] = set()
+
+
+# ---------- partitions
+
+
+def tick_partitions(cadence: str, start: str) -> dg.TimeWindowPartitionsDefinition:
+    """Observation ticks: hourly or daily windows; only the latest closed one can be pulled."""
+    if cadence == "hourly":
+        return dg.HourlyPartitionsDefinition(start_date=start)
+    if cadence == "daily":
+        return dg.DailyPartitionsDefinition(start_date=start)
+    raise ValueError(f"unknown cadence {cadence!r}")
+
+
+def latest_tick_key(partitions_def: dg.TimeWindowPartitionsDefinition, now: datetime | None = None) -> str:
+    """The partition key of the latest closed tick: what a scheduled run at `now` pulls."""
+    now = now or timeutil.utcnow()
+    key = partitions_def.get_last_partition_key(current_time=now)
+    if key is None:
+        raise BackfillRefused("pipeline", None, f"no closed tick yet at {now:%Y-%m-%d %H:%M} UTC")
+    return key
+
+
+def refuse_past_tick(vendor: str, partitions_def: dg.TimeWindowPartitionsDefinition, partition_key: str) -> None:
+    """Refuse any tick but the latest closed one: the vendor keeps no history to fetch it from."""
+    latest = latest_tick_key(partitions_def)
+    if partition_key != latest:
+        raise BackfillRefused(
+            vendor, None,
+            f"partition {partition_key} is not the current observation tick ({latest}): {vendor} keeps no "
+            "history for past ticks, so it cannot be backfilled; nothing was fetched. "
+            "To rebuild staging and marts from what was already landed, use `usage-pipeline replay`.",
+        )
+
+
+# ---------- pulling
+
+
+@dataclass
+class PullReport:
+    """What one tick of one source fetched and landed, account by account."""
+
+    vendor: str
+    partition_key: str
+    landed: dict[str, list[Snapshot]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    requests: int = 0
+    retries: int = 0
+    wait_s: float = 0.0
+
+    def metadata(self) -> dict[str, Any]:
+        snapshots = [snapshot for batch in self.landed.values() for snapshot in batch]
+        return {
+            "accounts_landed": len(self.landed),
+            "accounts_failed": len(self.failures),
+            "snapshots": len(snapshots),
+            "bytes": sum(snapshot.bytes for snapshot in snapshots),
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limit_wait_s": round(self.wait_s, 3),
+            "snapshot_ids": dg.MetadataValue.json([snapshot.snapshot_id for snapshot in snapshots][:50]),
+        }
+
+    def check_result(self, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+        return _isolation_check(PULL_CHECK, asset_key, self.failures, len(self.landed))
+
+
+def pull_accounts(
+    *,
+    vendor: str,
+    accounts: Iterable[str],
+    partition_key: str,
+    landing: LandingStore,
+    warehouse: Warehouse,
+    pull: Callable[[str, BatchWriter], Any],
+    session_stats: Callable[[], Any] | None = None,
+    logger: logging.Logger | None = None,
+) -> PullReport:
+    """Pull every account into its own batch; a failure is logged by name and the rest go on.
+
+    Raises only when every account failed (then nothing new can reach staging).
+    """
+    logger = logger or log
+    report = PullReport(vendor, partition_key)
+    accounts = list(accounts)
+    for account in accounts:
+        try:
+            with landing.batch(warehouse, vendor=vendor, account_id=account, partition_key=partition_key) as batch:
+                pull(account, batch)
+            report.landed[account] = batch.batch.snapshots
+        except UsagePipelineError as error:
+            report.failures[account] = _cause(error)
+            logger.error("%s", _as_source_error(error, vendor, account))
+    if session_stats is not None:
+        stats = session_stats()
+        report.requests, report.retries, report.wait_s = stats.requests, stats.retries, stats.wait_s
+    if accounts and not report.landed:
+        raise SourceError(vendor, ", ".join(report.failures), "every account failed: " + _summary(report.failures))
+    return report
+
+
+# ---------- staging
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parser's output: rows per staging table, plus warnings (e.g. unknown fields) to report once."""
+
+    tables: Mapping[str, list[dict[str, Any]]]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class StageReport:
+    vendor: str
+    partition_key: str
+    rows: dict[str, int] = field(default_factory=dict)
+    snapshot_ids: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    accounts: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "dagster/row_count": sum(self.rows.values()),
+            "rows_by_table": dg.MetadataValue.json(self.rows),
+            "accounts_loaded": self.accounts,
+            "accounts_failed": len(self.failures),
+            "snapshot_ids": dg.MetadataValue.json(self.snapshot_ids[:50]),
+            "warnings": dg.MetadataValue.json(self.warnings[:20]),
+        }
+
+    def check_result(self, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+        return _isolation_check(STAGE_CHECK, asset_key, self.failures, self.accounts)
+
+
+def staging_schema(schema: pa.Schema) -> pa.Schema:
+    """A parser's row schema plus the columns every staging table has (account, partition, load time)."""
+    return pa.schema([*schema, *STAGING_KEY_COLUMNS])
+
+
+def ensure_staging_tables(warehouse: Warehouse, tables: Mapping[str, pa.Schema]) -> None:
+    for table, schema in tables.items():
+        warehouse.ensure_table(table, staging_schema(schema))
+
+
+def stage_partition(
+    *,
+    vendor: str,
+    partition_key: str,
+    warehouse: Warehouse,
+    landing: LandingStore,
+    tables: Mapping[str, pa.Schema],
+    parse: Callable[[str, list[Snapshot]], Parsed],
+    logger: logging.Logger | None = None,
+) -> StageReport:
+    """Parse each account's latest complete batch and replace its rows of this partition.
+
+    All staging tables of one account change in one transaction; a parse failure of one
+    account leaves its previous rows (and its raw files) and the other accounts still load.
+    """
+    logger = logger or log
+    ensure_staging_tables(warehouse, tables)
+    report = StageReport(vendor, partition_key, rows={table: 0 for table in tables})
+    for account, snapshots in latest_batches(warehouse, vendor, partition_key).items():
+        try:
+            parsed = parse(account, snapshots)
+        except UsagePipelineError as error:
+            report.failures[account] = _cause(error)
+            logger.error("%s", _as_source_error(error, vendor, account))
+            continue
+        _report_warnings(parsed.warnings, report, logger)
+        loaded_at = timeutil.utcnow()
+        with warehouse.transaction() as tx:
+            for table, schema in tables.items():
+                tx.lock(table, partition_key, account)
+                tx.delete_where(table, {"partition_key": partition_key, "account_id": account})
+                rows = to_arrow(parsed.tables.get(table, []), schema, account_id=account,
+                                partition_key=partition_key, loaded_at=loaded_at)
+                report.rows[table] += tx.load_arrow(table, rows)
+        report.accounts += 1
+        report.snapshot_ids.extend(snapshot.snapshot_id for snapshot in snapshots)
+    if report.failures and not report.accounts:
+        raise SourceError(vendor, ", ".join(report.failures), "no account could be parsed: " + _summary(report.failures))
+    return report
+
+
+def to_arrow(rows: list[dict[str, Any]], schema: pa.Schema, *, account_id: str, partition_key: str,
+             loaded_at: datetime) -> pa.Table:
+    """Typed Arrow table of parser rows plus the staging key columns; a wrong type fails here."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    count = table.num_rows
+    return table.append_column(STAGING_KEY_COLUMNS[0], pa.array([account_id] * count, pa.string())) \
+        .append_column(STAGING_KEY_COLUMNS[1], pa.array([partition_key] * count, pa.string())) \
+        .append_column(STAGING_KEY_COLUMNS[2], pa.array([loaded_at] * count, STAGING_KEY_COLUMNS[2].type))
+
+
+def replay_source(*, vendor: str, partitions: Iterable[str], stage: Callable[[str], StageReport],
+                  progress: Callable[[int, int, str], None] | None = None) -> list[StageReport]:
+    """Re-stage every partition that has raw data, in order, reporting progress."""
+    partitions = list(partitions)
+    reports = []
+    for index, partition_key in enumerate(partitions, 1):
+        reports.append(stage(partition_key))
+        if progress:
+            progress(index, len(partitions), partition_key)
+    return reports
+
+
+def isolation_check_specs(asset_key: dg.AssetKey, name: str, description: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset_key, description=description)]
+
+
+def _isolation_check(name: str, asset_key: dg.AssetKey, failures: Mapping[str, str], succeeded: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        asset_key=asset_key,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "accounts_ok": succeeded,
+            "accounts_failed": len(failures),
+            "failures": dg.MetadataValue.json(dict(failures)),
+        },
+        description=("every account succeeded" if not failures else "failed accounts: " + _summary(failures)),
+    )
+
+
+def _report_warnings(warnings: Iterable[str], report: StageReport, logger: logging.Logger) -> None:
+    for warning in warnings:
+        report.warnings.append(warning)
+        if warning not in _reported_warnings:
+            _reported_warnings.add(warning)
+            logger.warning("%s", warning)
+
+
+def _cause(error: UsagePipelineError) -> str:
+    return error.detail if isinstance(error, SourceError) else str(error)
+
+
+def _as_source_error(error: UsagePipelineError, vendor: str, account: str) -> str:
+    return str(error) if isinstance(error, SourceError) else f"{vendor} [account {account}]: {error}"
+
+
+def _summary(failures: Mapping[str, str]) -> str:
+    return "; ".join(f"{account}: {cause}" for account, cause in failures.items())
+
+
+ONE_TICK = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
