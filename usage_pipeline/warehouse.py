@@ -37,6 +37,11 @@ def check_identifier(name: str) -> str:
     return name
 
 
+def quote_column(name: str) -> str:
+    """A checked column name, quoted so reserved words (e.g. `at`) are fine on both engines."""
+    return f'"{check_identifier(name)}"'
+
+
 def sql_type(arrow_type: pa.DataType, dialect: str) -> str:
     """Map an Arrow type to the column type both engines understand."""
     if pa.types.is_int64(arrow_type) or pa.types.is_uint32(arrow_type):
@@ -87,7 +92,7 @@ class Tx:
         """Bulk insert an Arrow table: an Arrow scan on DuckDB, `COPY … FROM STDIN` on PostgreSQL."""
         if rows.num_rows == 0:
             return 0
-        columns = ", ".join(check_identifier(name) for name in rows.column_names)
+        columns = ", ".join(quote_column(name) for name in rows.column_names)
         if self.dialect == "duckdb":
             view = f"_arrow_{uuid.uuid4().hex}"
             self._con.register(view, rows)
@@ -258,7 +263,7 @@ class Warehouse(dg.ConfigurableResource):
     def ensure_table(self, table: str, schema: pa.Schema) -> None:
         """Create `table` from an Arrow schema if it does not exist (the staging contract)."""
         check_identifier(table)
-        columns = ", ".join(f"{check_identifier(f.name)} {sql_type(f.type, self.dialect)}" for f in schema)
+        columns = ", ".join(f"{quote_column(f.name)} {sql_type(f.type, self.dialect)}" for f in schema)
         with self.transaction() as tx:
             tx.lock("ddl", table)
             tx.execute(f"create table if not exists {table} ({columns})")
@@ -280,8 +285,8 @@ def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
     if not where:
         raise WarehouseError("refusing a delete without a condition")
     parts, params = [], []
-    for column, value in where.items():
-        check_identifier(column)
+    for name, value in where.items():
+        column = quote_column(name)
         if isinstance(value, (list, tuple, set, frozenset)):
             values = list(value)
             if not values:
