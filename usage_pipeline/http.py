@@ -33,6 +33,7 @@ from usage_pipeline import __version__, errors
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"usage-pipeline/{__version__}"
+ACCEPT = "application/json, application/vnd.api+json, application/hal+json, application/problem+json, */*;q=0.5"
 # HCP's explorer "times out after 60 s" (API_CONTRACTS.md §2.4): read a little longer than that
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=75.0, write=30.0, pool=10.0)
 # (requests per second, burst) per token: API_CONTRACTS.md §0 and §5
@@ -218,7 +219,8 @@ class RateLimiter:
             self._refill()
             self._tokens -= 1  # a reservation: later callers queue up behind this one
             wait = -self._tokens / self.rate_per_s if self._tokens < -1e-9 else 0.0
-        self._clock.sleep(wait)
+        if wait:
+            self._clock.sleep(wait)
         return wait
 
     def try_acquire(self) -> bool:
@@ -386,8 +388,7 @@ class Session:
             verify = ssl.create_default_context(cafile=verify)
         self._client = httpx.Client(base_url=base_url, auth=auth, timeout=timeout, transport=transport,
                                     verify=verify, follow_redirects=False,
-                                    headers={"User-Agent": USER_AGENT, "Accept": "application/json",
-                                             **(headers or {})})
+                                    headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, **(headers or {})})
         self.stats = CallStats()
         self._lock = threading.Lock()
 
@@ -504,7 +505,7 @@ class Session:
                         stats = CallStats(requests, retries, waited)
                         return self._fetched(request, response, endpoint, account_id, url, json_body, record, stats)
                     if status != 429 and status < 500:
-                        raise self._status_error(response, endpoint, account_id, f"{method} {url}")
+                        raise self._status_error(response, endpoint, account_id, method, url)
                     problem = f"HTTP {status}: {error_message(response.content)}"
                     hint = wait_hint_s(response.headers, clock.now_utc())
                 delay = policy.delay_s(requests, hint_s=hint, previous_s=delay, rng=self._rng)
@@ -555,10 +556,11 @@ class Session:
             headers={k.lower(): v for k, v in response.headers.items() if _SAFE_HEADER.fullmatch(k)},
             body=response.content, fetched_at=self._clock.now_utc(), stats=stats)
 
-    def _status_error(self, response: httpx.Response, endpoint: str, account_id: str,
-                      where: str) -> errors.HttpError:
-        status, said = response.status_code, error_message(response.content)
-        url = redact_url(response.request.url)
+    def _status_error(self, response: httpx.Response, endpoint: str, account_id: str, method: str,
+                      url: str) -> errors.HttpError:
+        status, said, where = response.status_code, error_message(response.content), f"{method} {url}"
+        if 300 <= status < 400:  # never followed: a redirect may lead the token elsewhere
+            said = f"redirected to {redact_url(response.headers.get('location', 'nowhere'))}"
         if status in (401, 403):
             why = " (or not allowed to use this endpoint)" if status == 403 else ""
             hint = f" ({self._auth_hint})" if self._auth_hint else ""

@@ -19,7 +19,8 @@ import pytest
 
 from usage_pipeline import __version__, errors, http
 from usage_pipeline.http import CallStats, RateLimiter, RetryPolicy, Session
-from usage_pipeline_tests.fakes import EdgeRandom, FakeClock, ScriptedTransport
+# usage_pipeline_tests/fakes.py: pytest puts the tests folder on sys.path
+from fakes import EdgeRandom, FakeClock, ScriptedTransport
 
 BASE = "https://api.vendor.test"
 
@@ -146,6 +147,13 @@ def test_session_never_retries_client_errors(clock, token, status, error_type):
     assert s.stats == CallStats(requests=1, retries=0, wait_s=0.0)
 
 
+def test_session_reports_a_redirect_without_following_it(clock, token):
+    transport = ScriptedTransport(httpx.Response(301, headers={"Location": f"https://elsewhere.test/v8?access_token={token}"}))
+    with pytest.raises(errors.HttpError, match=r"HTTP 301 .*redirected to https://elsewhere.test/v8\?access_token=\*\*\*"):
+        session(transport, clock, token).get("/v6/usage.json", endpoint="usage", account_id="-")
+    assert len(transport.requests) == 1
+
+
 def test_session_returns_a_404_listed_in_accept_status(clock, token):
     transport = ScriptedTransport(jsonapi_error(404, "not found"))
     fetched = session(transport, clock, token).get("/org/x", endpoint="org", account_id="x", accept_status=(200, 404))
@@ -193,7 +201,7 @@ def test_session_raises_transport_error_without_the_token(clock, token):
             "/usage", endpoint="usage", account_id="acme")
     assert "ConnectError" in str(raised.value) and "access_token=***" in str(raised.value)
     assert token not in str(raised.value) and token not in repr(raised.value)
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert raised.value.__cause__ is None and raised.value.__context__ is None  # no httpx exception chained
 
 
 # --- jitter --------------------------------------------------------------------------------------
@@ -485,10 +493,10 @@ def test_fetched_carries_request_and_safe_headers_but_no_secrets(clock, token):
         json={"from": "2026-11-01T00:00:00-08:00"}, record={"timezone": "America/Los_Angeles"})
     assert fetched.request == {"method": "POST", "path": "/api/v2/managed_users/statistics/usage", "params": {},
                                "json": {"from": "2026-11-01T00:00:00-08:00"}, "timezone": "America/Los_Angeles"}
-    assert fetched.headers == {"content-type": "application/json", "content-length": "10", "x-ratelimit-limit": "30"}
+    assert fetched.headers == {"content-type": "application/json", "content-length": "11", "x-ratelimit-limit": "30"}
     assert fetched.fetched_at == clock.now_utc()
     assert fetched.metadata() == {"url": f"{BASE}/api/v2/managed_users/statistics/usage", "status": 200,
-                                  "requests": 1, "retries": 0, "rate_limit_wait_s": 0.0, "bytes": 10}
+                                  "requests": 1, "retries": 0, "rate_limit_wait_s": 0.0, "bytes": 11}
     assert transport.requests[0].read() == b'{"from":"2026-11-01T00:00:00-08:00"}'
     assert token not in repr(fetched) and "body=" not in repr(fetched)
 

@@ -1,4 +1,4 @@
-"""Terraform Enterprise System API: paths, staging table names and the metric catalogue.
+"""Terraform Enterprise System API: paths, the metric catalogue and the staging table shapes.
 
 The catalogue is the "Terraform Enterprise usage data reference" (API_CONTRACTS.md §1.6; the
 raw reference files in `api_samples/tfe_system/product_data_reference.*.raw.txt`): 56 keys in
@@ -9,6 +9,9 @@ it only *describes* keys: a key missing from it is still loaded as rows and repo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
+
+import pyarrow as pa
 
 KEY = "terraform_enterprise"
 ENDPOINT = "usage_bundle"
@@ -140,3 +143,65 @@ BILLABLE_RUM_METRICS = frozenset({
 NOT_REPORTED_REASONS = ("usage_reporting_opted_out", "billable_rum_opted_out")
 
 UNITS = {key: metric.unit for key, metric in METRICS.items() if metric.unit}
+
+
+# ---------- staging table shapes (rows come from parse.py; base adds account_id, partition_key, loaded_at)
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+# Metric values are documented as integers, but averages may be fractional: exact decimals,
+# 29 integer digits and 9 fractional ones, the same NUMERIC(38,9) on DuckDB and PostgreSQL.
+VALUE_TYPE = pa.decimal128(38, 9)
+VALUE_QUANTUM = Decimal("1e-9")
+VALUE_LIMIT = Decimal("1e29")
+
+BUNDLE_SCHEMA = pa.schema([
+    ("snapshot_id", pa.string()),           # the landed raw snapshot (raw.api_snapshots)
+    ("observed_at", _UTC_US),               # when the bundle was fetched
+    ("format_version", pa.string()),        # "2" (API bundle) or "1" (older license report file)
+    ("bundle_mode", pa.string()),           # bundle-level mode, e.g. "automatic" (not the metric mode)
+    ("exported_at", _UTC_US),               # bundle timestamp in UTC, truncated to microseconds
+    ("exported_at_raw", pa.string()),       # the timestamp exactly as sent (nanoseconds, offset)
+    ("signature", pa.string()),             # opaque, kept verbatim: not verifiable (§1.7)
+    ("checksum", pa.string()),              # exact decimal text: may exceed signed 64-bit
+    ("snapshot_count", pa.int32()),
+])
+SNAPSHOT_SCHEMA = pa.schema([
+    ("snapshot_id", pa.string()),
+    ("observed_at", _UTC_US),
+    ("tfe_snapshot_id", pa.string()),       # TFE's own snapshot `id` (v1: `snapshot_id`): the dedup key
+    ("bundle_position", pa.int32()),        # 0-based position in the bundle's `snapshots` list
+    ("snapshot_version", pa.int32()),
+    ("schema_version", pa.string()),
+    ("product", pa.string()),               # v1: `service`
+    ("product_version", pa.string()),
+    ("license_id", pa.string()),            # the account in the marts; changes when the licence does
+    ("process_id", pa.string()),
+    ("snapshot_at", _UTC_US),               # snapshot timestamp in UTC, truncated to microseconds
+    ("snapshot_at_raw", pa.string()),       # exactly as sent
+    ("checksum", pa.string()),              # exact decimal text
+    ("metadata_json", pa.string()),         # the snapshot's `metadata` object as sorted JSON text
+    ("product_usage_reporting_opt_in", pa.bool_()),  # null when the snapshot does not say
+    ("billable_rum_opt_in", pa.bool_()),
+    ("metric_count", pa.int32()),
+])
+METRIC_SCHEMA = pa.schema([
+    ("snapshot_id", pa.string()),
+    ("observed_at", _UTC_US),
+    ("tfe_snapshot_id", pa.string()),
+    ("metric_key", pa.string()),            # the map key, verbatim
+    ("metric_name", pa.string()),           # the map key without v1's legacy `terraform.` prefix
+    ("inner_key", pa.string()),             # the entry's own `key`, informational
+    ("value", VALUE_TYPE),                  # null when the value is not a number (see value_text)
+    ("value_text", pa.string()),            # the JSON value as sent
+    ("metric_mode", pa.string()),           # metric-level mode, e.g. "write" (not the bundle mode)
+    ("metric_kind", pa.string()),           # v1 only: counter | feature | sum | mean
+    ("is_known_metric", pa.bool_()),        # in constants.METRICS
+    ("unit", pa.string()),                  # DESIGN unit for billable quantities, else null
+    ("is_reported", pa.bool_()),            # false: a zero that only means "opted out"
+    ("not_reported_reason", pa.string()),   # usage_reporting_opted_out | billable_rum_opted_out
+])
+SCHEMAS: dict[str, pa.Schema] = {
+    BUNDLES_TABLE: BUNDLE_SCHEMA,
+    SNAPSHOTS_TABLE: SNAPSHOT_SCHEMA,
+    METRICS_TABLE: METRIC_SCHEMA,
+}

@@ -1,0 +1,3 @@
+{{ config(materialized='table') }}
+
+select account_id, account_name from {{ source('staging', 'stg_check__accounts') }}
