@@ -121,7 +121,8 @@ class StatusChange:
         """The JSON body posted: a `text` line (Slack/Teams-style webhooks show it) and the fields."""
         item = self.current
         was = f" (was {self.previous.replace('_', ' ')})" if self.previous else ""
-        text = f"[usage_pipeline] {item.vendor} account {item.account_id} {item.unit} is now {item.status.replace('_', ' ')}{was}: {item.summary()}"
+        label = item.status.replace("_", " ")
+        text = f"[usage_pipeline] {item.vendor} account {item.account_id} {item.unit} is now {label}{was}: {item.summary()}"
         return {
             "text": text,
             "event": "usage_status_changed",
@@ -152,7 +153,9 @@ def post_message(url: str, message: Mapping[str, Any], *, timeout_s: float = WEB
     response.raise_for_status()
 
 
-def build_status_sensor(*, warehouse_url: str, webhook_url: str | None, minimum_interval_seconds: int = 300) -> dg.SensorDefinition:
+def build_status_sensor(
+    *, warehouse_url: str, webhook_url: str | None, minimum_interval_seconds: int = 300
+) -> dg.SensorDefinition:
     """The sensor that posts status changes; stopped by default when no webhook is configured."""
 
     @dg.sensor(
@@ -179,7 +182,9 @@ def build_status_sensor(*, warehouse_url: str, webhook_url: str | None, minimum_
         changing = {change.current.key for change in changes}
         # first sightings that need no message become the baseline; a failed post keeps the
         # previous entry, so the change is posted again on the next tick
-        state = announced | {item.key: item.status for item in current if item.key not in announced and item.key not in changing}
+        state = announced | {
+            item.key: item.status for item in current if item.key not in announced and item.key not in changing
+        }
         sent, failed = 0, []
         for change in changes:
             try:

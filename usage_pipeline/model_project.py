@@ -176,7 +176,9 @@ class Project:
             elif kind == "":
                 base = {self.model(core).name}
             else:
-                raise ModelError(f"unknown selector {selector!r}: use name, group:<group> or layer:<layer>, with + for graph")
+                raise ModelError(
+                    f"unknown selector {selector!r}: use name, group:<group> or layer:<layer>, with + for the graph"
+                )
             if not base:
                 raise ModelError(f"selector {selector!r} matches no model")
             chosen |= base
@@ -228,7 +230,8 @@ class Project:
             return self.sources[(source_name, table)].relation
 
         this = overrides.get("this", model.relation)
-        return _render(model.file, model.template, self.macros, _context(ref, source, this, is_incremental, target, self.vars))
+        context = _context(ref, source, this, is_incremental, target, self.vars)
+        return _render(model.file, model.template, self.macros, context)
 
 
 # ---------- loading
@@ -248,7 +251,8 @@ def load_project(models_dir: Path, *, vars: Mapping[str, Any] | None = None) -> 
     files = _discover_sql(root)
     for name in docs:
         if name not in files:
-            raise ModelError(f"{docs[name][1]}: describes model {name!r}, which has no .sql file{_did_you_mean(name, files)}")
+            hint = _did_you_mean(name, files)
+            raise ModelError(f"{docs[name][1]}: describes model {name!r}, which has no .sql file{hint}")
     project = Project(root, {}, sources, macros, project_vars, ())
     models: dict[str, Model] = {}
     for name, path in files.items():
@@ -493,7 +497,8 @@ def _attach_tests(project: Project, model: Model, doc: tuple[dict, str] | None) 
                 raise ModelError(f"{file}: documents column {column.name!r}, which {model.file} does not select")
     tests = parse_tests(entry.get("data_tests", entry.get("tests")), column=None, file=file, model=model.name)
     for column in entry.get("columns") or []:
-        tests += parse_tests(column.get("data_tests", column.get("tests")), column=column["name"], file=file, model=model.name)
+        entries = column.get("data_tests", column.get("tests"))
+        tests += parse_tests(entries, column=column["name"], file=file, model=model.name)
     resolved = []
     for test in tests:
         if known:
@@ -530,7 +535,9 @@ def _resolve_relationship(project: Project, model: Model, test: TestSpec, file: 
     try:
         jinja2.Environment().compile_expression(str(test.to))(ref=ref, source=source)
     except (jinja2.TemplateError, TypeError) as error:
-        raise ModelError(f"{file}: test {test.name}: `to: {test.to}` is not ref('model') or source('s', 't'): {error}") from None
+        raise ModelError(
+            f"{file}: test {test.name}: `to: {test.to}` is not ref('model') or source('s', 't'): {error}"
+        ) from None
     except ModelError as error:
         raise ModelError(f"{file}: test {test.name} on model {model.name!r}: {error}") from None
     if len(found) != 1:
@@ -545,7 +552,9 @@ def _check_relation_clashes(project: Project) -> None:
     for source in project.sources.values():
         for model in project.models.values():
             if source.relation == model.relation:
-                raise ModelError(f"{model.file}: builds {model.relation.dotted}, which {source.file} declares as a source table")
+                raise ModelError(
+                    f"{model.file}: builds {model.relation.dotted}, which {source.file} declares as a source table"
+                )
 
 
 def _topological_order(models: Mapping[str, Model]) -> tuple[str, ...]:
@@ -684,7 +693,9 @@ _NOT_ON_POSTGRES: dict[type[exp.Expression], str] = {
     exp.Format: "format(): use || or concat()",
     exp.UnixToTime: "epoch_ms()/to_timestamp(ms): use to_timestamp(seconds)",
 }
-_DUCKDB_ONLY_FUNCTIONS = frozenset({"hash", "printf", "date_sub", "century", "product", "epoch_us", "epoch_ns", "list_sum"})
+_DUCKDB_ONLY_FUNCTIONS = frozenset(
+    {"hash", "printf", "date_sub", "century", "product", "epoch_us", "epoch_ns", "list_sum"}
+)
 _DUCKDB_ONLY_TYPES = frozenset(
     t for t in exp.DataType.Type if t.name.startswith("U") and t.name not in {"UNKNOWN", "USERDEFINED", "UUID", "UNION"}
 ) | {exp.DataType.Type.INT128, exp.DataType.Type.INT256}

@@ -193,7 +193,8 @@ def _build_spec(kind: str, spelling: str, args: dict, *, column: str | None, whe
         expression = _optional_text(args.get("expression"))
         if not expression:
             raise ModelError(f"{where_at}: test {spelling} needs `expression:`")
-        return {"kind": kind, "columns": _checked_columns([column] if column else [], where_at), "expression": expression}
+        columns = _checked_columns([column] if column else [], where_at)
+        return {"kind": kind, "columns": columns, "expression": expression}
     if column is None:
         raise ModelError(f"{where_at}: test {spelling} belongs under a column (or give column_name:)")
     spec: dict[str, Any] = {"kind": kind, "columns": _checked_columns([column], where_at)}
@@ -257,7 +258,8 @@ def fragment_sql(text: str, dialect: str, *, where: str) -> str:
         tree = sqlglot.parse_one(text, read="duckdb")
         return text if dialect == "duckdb" else tree.sql(dialect="postgres")
     except SqlglotError as error:
-        raise ModelError(f"{where}: `{text}` is not a SQL predicate sqlglot can read: {str(error).splitlines()[0]}") from None
+        reason = str(error).splitlines()[0]
+        raise ModelError(f"{where}: `{text}` is not a SQL predicate sqlglot can read: {reason}") from None
 
 
 def failing_rows_sql(test: TestSpec, relation: str, dialect: str) -> tuple[str, list[Any]]:
@@ -274,7 +276,10 @@ def failing_rows_sql(test: TestSpec, relation: str, dialect: str) -> tuple[str, 
         sql = f"select * from {model}\nwhere {_q(test.columns[0])} is null"
     elif test.kind == "unique":
         column = _q(test.columns[0])
-        sql = f"select {column}, count(*) as n_records from {model}\nwhere {column} is not null\ngroup by {column}\nhaving count(*) > 1"
+        sql = (
+            f"select {column}, count(*) as n_records from {model}\n"
+            f"where {column} is not null\ngroup by {column}\nhaving count(*) > 1"
+        )
     elif test.kind == "unique_combination":
         sql = f"select {columns}, count(*) as n_records from {model}\ngroup by {columns}\nhaving count(*) > 1"
     elif test.kind == "accepted_values":
@@ -316,7 +321,9 @@ def run_test(reader: Any, test: TestSpec, relation: str, *, columns: Sequence[st
     names = _result_columns(test, columns)
     sample = tuple(dict(zip(names, row[:-1])) for row in rows)
     failing = int(rows[0][-1]) if rows else 0
-    return TestResult(test.model, test.name, test.kind, failing == 0, test.severity, failing, sample, sql, tuple(params))
+    return TestResult(
+        test.model, test.name, test.kind, failing == 0, test.severity, failing, sample, sql, tuple(params)
+    )
 
 
 def _result_columns(test: TestSpec, columns: Sequence[str]) -> list[str]:

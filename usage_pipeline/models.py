@@ -69,9 +69,9 @@ def load_project(models_dir: Path | None = None, *, vars: Mapping[str, Any] | No
 def build_model(warehouse: Warehouse, project: Project, model: Model, *, full_refresh: bool = False) -> ModelResult:
     """Materialize `model` as its config says; a failure leaves the previous relation untouched.
 
-    Everything happens in one transaction under the model's lock, the check whether the
-    target exists (table, or incremental merge?) included, so two runs of one model queue
-    up instead of both deciding to rebuild.
+    Everything happens in one transaction under the model's lock, including the look at
+    what exists (which decides between an incremental merge and a rebuild), so two runs of
+    one model queue up instead of both deciding on a stale picture.
     """
     started = time.monotonic()
     relation = model.relation
@@ -102,7 +102,8 @@ def build_model(warehouse: Warehouse, project: Project, model: Model, *, full_re
     except UsagePipelineError:
         raise
     except Exception as error:  # re-raised with the model's file, never swallowed
-        raise ModelError(f"{model.file}: building {relation.dotted} on {warehouse.dialect} failed: {_first_line(error)}") from error
+        reason = _first_line(error)
+        raise ModelError(f"{model.file}: building {relation.dotted} on {warehouse.dialect} failed: {reason}") from error
     return ModelResult(
         model=model.name,
         relation=relation.dotted,
@@ -185,7 +186,7 @@ def _replace(tx: Tx, relation: Relation, create: Sequence[str]) -> None:
         tx.execute(statement)
     for name, kind, definition, _depth in dependents:
         view = "materialized view" if kind == "m" else "view"
-        pass  # MUTANT
+        tx.execute(f"create {view} {name} as\n{definition.strip().rstrip(';')}")
 
 
 def _relation_kind(tx: Tx, relation: Relation) -> str | None:
@@ -320,7 +321,9 @@ def unit_test(
     """
     project = load_project(models_dir, vars=vars)
     model = project.model(model_name)
-    needed = set(model.refs) | {f"{source}.{table}" for source, table in model.sources} | ({"this"} if is_incremental else set())
+    needed = set(model.refs) | {f"{source}.{table}" for source, table in model.sources}
+    if is_incremental:
+        needed.add("this")
     if set(given) != needed:
         raise ModelError(
             f"{model.file}: unit test inputs must be exactly {sorted(needed)}; "
@@ -339,7 +342,9 @@ def unit_test(
                 columns = ", ".join(f"{_q(f.name)} {sql_type(f.type, warehouse.dialect)}" for f in table.schema)
                 tx.execute(f"create table {relations[key]} ({columns})")
                 tx.load_arrow(relations[key].dotted, table)
-            rendered = project.render(model, is_incremental=is_incremental, target=warehouse.dialect, relations=relations)
+            rendered = project.render(
+                model, is_incremental=is_incremental, target=warehouse.dialect, relations=relations
+            )
             sql = to_dialect(rendered, warehouse.dialect, file=model.file, columns_of=_columns_of(tx))
         return warehouse.query_arrow(sql)
     finally:
@@ -367,7 +372,8 @@ def build_definitions(
     gets. The `warehouse` resource comes from the code location's Definitions.
     """
     project = load_project(models_dir, vars=vars)
-    return dg.Definitions(assets=[model_asset(project, project.models[name], dialect=dialect) for name in project.order])
+    assets = [model_asset(project, project.models[name], dialect=dialect) for name in project.order]
+    return dg.Definitions(assets=assets)
 
 
 def model_asset(project: Project, model: Model, *, dialect: str = "duckdb") -> dg.AssetsDefinition:
@@ -395,7 +401,11 @@ def model_asset(project: Project, model: Model, *, dialect: str = "duckdb") -> d
     ]
 
     @dg.multi_asset(
-        name=f"{model.layer}__{model.name}", specs=[spec], check_specs=check_specs, can_subset=True, pool="warehouse_writer"
+        name=f"{model.layer}__{model.name}",
+        specs=[spec],
+        check_specs=check_specs,
+        can_subset=True,  # the checks can run alone, without rebuilding the model
+        pool="warehouse_writer",
     )
     def _model_asset(
         context: dg.AssetExecutionContext, config: ModelRunConfig, warehouse: Warehouse

@@ -67,21 +67,25 @@ class EntitlementChange:
 # ---------- reading
 
 
-def read_states(warehouse: Warehouse) -> list[UnitState]:
+def read_states(warehouse: Warehouse, *, with_names: bool = True) -> list[UnitState]:
     """Every vendor × account × unit at its latest observation, worst status first."""
+    name, join = "m.account_id", ""
+    if with_names:
+        name = "coalesce(a.account_name, m.account_id)"
+        join = f"left join {ACCOUNTS} as a on a.vendor = m.vendor and a.account_id = m.account_id"
     rows = warehouse.query(
         f"""
-        select m.vendor, m.account_id, coalesce(a.account_name, m.account_id), m.unit,
+        select m.vendor, m.account_id, {name}, m.unit,
                m.period_start, m.period_end, m.used, m.projected, m.included, m.share_used,
                m.status, m.forecast_exhausted_date, m.burn_rate_per_day, m.is_unlimited, m.observed_at
         from {MART} as m
-        left join {ACCOUNTS} as a on a.vendor = m.vendor and a.account_id = m.account_id
+        {join}
         where m.is_latest
-        order by m.vendor, m.account_id, m.unit
         """
     )
     states = [UnitState(*row) for row in rows]
-    return sorted(states, key=lambda s: (STATUS_ORDER.get(s.status, 9), -(s.share_used or 0), s.vendor, s.account_id, s.unit))
+    return sorted(states, key=lambda s: (STATUS_ORDER.get(s.status, 9), -(s.share_used or 0), s.vendor, s.account_id,
+                                         s.unit))
 
 
 def read_series(warehouse: Warehouse, state: UnitState) -> list[tuple[datetime, int]]:
@@ -114,7 +118,8 @@ def read_entitlement_changes(warehouse: Warehouse, *, since: datetime) -> list[E
     changes: list[EntitlementChange] = []
     previous: dict[tuple[str, str, str], str] = {}  # value of the key's previous interval
     for org_id, org_name, source, key, valid_from, valid_to, ended_by, value_type, enabled, limit, unlimited in rows:
-        value, ident, valid_from = _entitlement_value(value_type, enabled, limit, unlimited), (org_id, source, key), _utc(valid_from)
+        value, ident = _entitlement_value(value_type, enabled, limit, unlimited), (org_id, source, key)
+        valid_from = _utc(valid_from)
         # a key first seen after its organization was: added by a plan change, not just newly observed
         before = previous.get(ident, "absent" if valid_from > first_seen[(org_id, source)] else None)
         if before is not None and before != value and valid_from >= since:
@@ -137,21 +142,21 @@ def _entitlement_value(value_type: str, enabled: bool | None, limit: int | None,
 def render_report(warehouse: Warehouse, *, now: datetime) -> str:
     """Return the whole report as one self-contained HTML document."""
     reader = read_only(warehouse)
-    has_mart = reader.table_exists(MART)
-    states = read_states(reader) if has_mart else []
-    series = {(s.vendor, s.account_id, s.unit): read_series(reader, s) for s in _chartable(states)[:MAX_CHARTS]}
-    if reader.table_exists(ENTITLEMENTS):
-        entitlements: list[EntitlementChange] | None = read_entitlement_changes(reader, since=now - ENTITLEMENT_WINDOW)
-    else:
-        entitlements = None
-    body = [
+    if not reader.table_exists(MART):
+        return _page(_header([], now=now, source=reader.display_url()) + _note(
+            "No usage yet: marts.mart_usage_vs_quota has not been built. Run `make demo` or `usage-pipeline run`."))
+    states = read_states(reader, with_names=reader.table_exists(ACCOUNTS))
+    charted = _chartable(states)[:MAX_CHARTS]
+    series = {(s.vendor, s.account_id, s.unit): read_series(reader, s) for s in charted}
+    since = now - ENTITLEMENT_WINDOW
+    entitlements = read_entitlement_changes(reader, since=since) if reader.table_exists(ENTITLEMENTS) else None
+    return _page("\n".join([
         _header(states, now=now, source=reader.display_url()),
-        _at_risk_section(states) if has_mart else _note("No usage yet: marts.mart_usage_vs_quota has not been built. Run `make demo` or `usage-pipeline run`."),
+        _at_risk_section(states),
         _usage_section(states),
-        _burndown_section([s for s in _chartable(states)[:MAX_CHARTS]], series),
-        _entitlement_section(entitlements, now=now),
-    ]
-    return _page("\n".join(body))
+        _burndown_section(charted, series),
+        _entitlement_section(entitlements, since=since),
+    ]))
 
 
 def write_report(warehouse: Warehouse, out_path: str | Path, *, now: datetime | None = None) -> Path:
@@ -252,8 +257,8 @@ def _burndown_section(states: list[UnitState], series: dict[tuple[str, str, str]
     return "".join(parts)
 
 
-def _entitlement_section(changes: list[EntitlementChange] | None, *, now: datetime) -> str:
-    head = f'<section id="entitlements"><h2>Entitlement changes since {_fmt_date(now - ENTITLEMENT_WINDOW)}</h2>'
+def _entitlement_section(changes: list[EntitlementChange] | None, *, since: datetime) -> str:
+    head = f'<section id="entitlements"><h2>Entitlement changes since {_fmt_date(since)}</h2>'
     if changes is None:
         return head + ('<p class="note">Skipped: the warehouse has no marts.fct_subscription_entitlements '
                        "(HCP Terraform not configured, or its models not built yet).</p></section>")

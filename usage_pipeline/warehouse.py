@@ -72,7 +72,7 @@ class Tx:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         if self.dialect == "duckdb":
-            result = self._con.execute(_duckdb_params(sql), list(params or []))
+            result = self._con.execute(*_duckdb_args(sql, params))
             return result.fetchall() if result.description else []
         with self._con.cursor() as cursor:
             cursor.execute(sql, params)
@@ -212,7 +212,8 @@ class Warehouse(dg.ConfigurableResource):
     def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         with self.connect(write=False) as connection:
             if self.dialect == "duckdb":
-                return connection.execute(_duckdb_params(sql), list(params or [])).fetch_arrow_table()
+                text, *values = _duckdb_args(sql, params)
+                return connection.sql(text, params=values[0] if values else None).to_arrow_table()
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 names = [column.name for column in cursor.description]
@@ -302,9 +303,14 @@ def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
     return " and ".join(parts), params
 
 
-def _duckdb_params(sql: str) -> str:
-    """Our SQL uses psycopg's `%s`; DuckDB wants `?` (and a literal `%` unescaped)."""
-    return sql.replace("%s", "?").replace("%%", "%")
+_PSYCOPG_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def _duckdb_args(sql: str, params: Sequence[Any] | None) -> tuple:
+    """Our SQL uses psycopg's `%s` (and `%%` for a literal `%`) when it has parameters; DuckDB wants `?`."""
+    if params is None:
+        return (sql,)
+    return _PSYCOPG_PLACEHOLDER.sub(lambda match: "%" if match.group() == "%%" else "?", sql), list(params)
 
 
 def _statements(text: str) -> list[str]:

@@ -13,17 +13,20 @@ rename, growing keys and RUM counts) is pinned here too, since the end-to-end te
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 import httpx
 import pytest
 from fakes import FakeClock
 
-from usage_pipeline import errors
+from usage_pipeline import errors, settings
 from usage_pipeline.http import RetryPolicy
 from usage_pipeline.sandbox import SandboxServer
 from usage_pipeline.sandbox import hcp_terraform as sandbox_hcp
+from usage_pipeline.sources import hcp_terraform as source
 from usage_pipeline.sources.hcp_terraform import constants as c
+from usage_pipeline.sources.hcp_terraform.assets import pull_organization
 from usage_pipeline.sources.hcp_terraform.client import HcpTerraformClient
 
 TOKEN_CANARY = "hcp-canary-token-4b1d9e7f0a2c"
@@ -132,6 +135,36 @@ def test_the_sandbox_rate_limit_answers_429_with_a_reset_and_the_client_gets_thr
     assert 429 in statuses and hcp.stats.retries == statuses.count(429)
 
 
+class Landed:
+    """Stands in for a landing batch: keeps what would have been landed, in order."""
+
+    def __init__(self) -> None:
+        self.fetched: list = []
+
+    def land(self, fetched) -> None:
+        self.fetched.append(fetched)
+
+
+def test_an_explorer_404_skips_usage_for_the_tick_and_keeps_the_rest(server, caplog):
+    # the explorer needs read-all-workspaces: a token without it gets 404 (unknown), not a failure
+    server.faults.add("hcp_terraform:/api/v2/organizations/acme-corp/explorer", "status", status=404)
+    batch = Landed()
+    pull_organization(client(server), "acme-corp", batch, logging.getLogger("test"))
+    assert [(f.endpoint, f.status) for f in batch.fetched] == [
+        (c.EP_ORGANIZATION, 200), (c.EP_SUBSCRIPTION, 200), (c.EP_ENTITLEMENT_SET, 200)]
+    assert "explorer not visible to this token" in caplog.text
+
+
+def test_an_explorer_page_vanishing_mid_way_fails_the_organization(server):
+    # a missing later page would undercount resources under management
+    server.faults.add("hcp_terraform:/api/v2/organizations/globex/explorer", "status", status=404, match="2")  # page 2
+    batch = Landed()
+    with pytest.raises(errors.NotFoundError, match=r"\[account globex\]: explorer_workspaces"):
+        pull_organization(client(server, page_size=3), "globex", batch, logging.getLogger("test"))
+    assert [(f.endpoint, f.request["params"].get("page[number]")) for f in batch.fetched][-1] == (
+        c.EP_EXPLORER_WORKSPACES, "1")
+
+
 # ---------- the per-user limiter
 
 
@@ -151,7 +184,12 @@ def test_the_token_is_in_no_repr_and_no_request_record(server):
 
 
 def test_check_credentials_says_how_many_organizations_the_token_sees(server):
-    assert client(server).check_credentials() == f"hcp_terraform: TFC_TOKEN sees 4 organization(s) at {server.base_url}"
+    assert client(server).check_credentials() == f"TFC_TOKEN sees 4 organization(s) at {server.base_url}"
+
+
+def test_doctor_checks_the_configured_token_in_plain_words(server):
+    config = settings.load({**server.env(), "USAGE_WAREHOUSE_URL": "duckdb:///unused.duckdb"})
+    assert source.check_credentials(config) == f"TFC_TOKEN sees 4 organization(s) at {server.base_url}"
 
 
 def test_a_wrong_token_is_an_auth_error_naming_the_variable(server):

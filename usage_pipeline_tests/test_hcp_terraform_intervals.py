@@ -25,7 +25,8 @@ from usage_pipeline import models
 from usage_pipeline.sources.base import to_arrow
 from usage_pipeline.sources.hcp_terraform import constants as c
 from usage_pipeline.sources.hcp_terraform.assets import ensure_staging
-from usage_pipeline.sources.hcp_terraform.parse import STAGING_SCHEMAS, Response, parse_batch
+from usage_pipeline.sources.hcp_terraform.parse import Response, parse_batch
+from usage_pipeline.sources.hcp_terraform.schemas import STAGING_SCHEMAS
 
 START = date(2026, 11, 1)
 MODELS = ["fct_subscription_entitlements", "fct_hcp_subscriptions", "dim_hcp_organizations",

@@ -20,7 +20,6 @@ import pytest
 from usage_pipeline.errors import PayloadError
 from usage_pipeline.sources.hcp_terraform import constants as c
 from usage_pipeline.sources.hcp_terraform.parse import (
-    STAGING_SCHEMAS,
     Organization,
     Response,
     error_detail,
@@ -31,10 +30,12 @@ from usage_pipeline.sources.hcp_terraform.parse import (
     parse_subscription,
     parse_workspaces,
 )
+from usage_pipeline.sources.hcp_terraform.schemas import STAGING_SCHEMAS
 
-# ../shared/api_samples, or the copy under fixtures/ in a clone elsewhere (conftest.samples_dir)
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hcp_terraform"
+# ../shared/api_samples, or the byte copy under fixtures/ in a clone elsewhere
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "api_samples" / "hcp_terraform"
-SAMPLES = _SHARED if _SHARED.is_dir() else Path(__file__).resolve().parent / "fixtures" / "api_samples" / "hcp_terraform"
+SAMPLES = _SHARED if _SHARED.is_dir() else FIXTURES
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 ORG = Organization("hashicorp", "org-WV6DfwfxxXvLfvfs")
 
@@ -142,6 +143,19 @@ def test_parse_subscription_reads_the_docs_sample_exactly():
     assert (feature_set["sso"]["value_type"], feature_set["sso"]["enabled"]) == ("boolean", False)
     assert (feature_set["self-serve-billing"]["enabled"], feature_set["self-serve-billing"]["source_id"]) == (True, "fs-EvCGYfpx9CVRzteA")
     assert not {"identifier", "name", "cost", "is-current", "is-free-tier", "description", "plan"} & set(feature_set)
+
+
+def test_parse_subscription_reads_the_seed_doc_example_with_its_float_limit():
+    """The brief's seed page: `user-limit` printed as 5.0, plus `comparison-description`."""
+    document = json.loads((FIXTURES / "subscription_for_org.seed_doc_example.json").read_text())
+    row, entitlements, warnings = parse_subscription("hashicorp", response(c.EP_SUBSCRIPTION, document), ORG)
+    assert warnings == []
+    assert (row["subscription_id"], row["feature_set_id"], row["feature_set_name"], row["runs_ceiling"],
+            row["agents_ceiling"]) == ("sub-kyjptCZYXQ6amEVu", "fs-EvCGYfpx9CVRzteA", "Free", 1, 0)
+    feature_set = by_key(entitlements, "feature_set")
+    assert sorted(feature_set) == ["audit-logging", "cost-estimation", "private-networking", "self-serve-billing",
+                                   "sentinel", "sso", "teams", "user-limit"]
+    assert (feature_set["user-limit"]["limit_value"], feature_set["self-serve-billing"]["enabled"]) == (5, True)
 
 
 def test_parse_subscription_404_is_no_subscription_not_an_error():
@@ -375,3 +389,8 @@ NOT_PULLED = {"invoices_next.docs_sample.json", "invoices_list.docs_sample.raw.t
 
 def test_every_hcp_terraform_sample_is_parsed_here_or_named_as_not_pulled():
     assert {path.name for path in SAMPLES.iterdir()} == COVERED | NOT_PULLED
+
+
+def test_the_fixture_copies_match_the_shared_samples():
+    for name in COVERED | NOT_PULLED:
+        assert (FIXTURES / name).read_bytes() == (SAMPLES / name).read_bytes(), name

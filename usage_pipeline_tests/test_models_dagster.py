@@ -158,3 +158,11 @@ def test_checks_run_alone_without_rebuilding(warehouse: Warehouse, tmp_path: Pat
     assert result.success
     assert result.get_asset_materialization_events() == []
     assert len(result.get_asset_check_evaluations()) == 11
+
+
+def test_the_project_definitions_validate(tmp_path: Path) -> None:
+    """The real dbt_like_models/ tree becomes loadable assets and checks (names, groups, deps)."""
+    resources = dg.Definitions(resources={"warehouse": Warehouse(url=f"duckdb:///{tmp_path / 'w.duckdb'}")})
+    defs = build_definitions(vars={"at_risk_share": 0.8})
+    dg.Definitions.validate_loadable(dg.Definitions.merge(defs, resources))
+    assert key("marts", "fct_quota") in specs_by_key(defs)

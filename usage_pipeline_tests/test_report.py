@@ -82,3 +82,23 @@ def test_report_refuses_a_missing_duckdb_file_plainly(tmp_path: Path) -> None:
 
     with pytest.raises(WarehouseError, match="does not exist yet"):
         report.render_report(Warehouse(url=f"duckdb:///{tmp_path / 'none.duckdb'}"), now=timeutil.utcnow())
+
+
+def test_report_asset_writes_the_file_named_in_its_run_config(duckdb_warehouse: Warehouse, tmp_path: Path) -> None:
+    import dagster as dg
+
+    from usage_pipeline import marts
+
+    build_demo_warehouse(duckdb_warehouse, now=timeutil.utcnow())
+    out = tmp_path / "reports" / "usage.html"
+    result = dg.materialize(
+        [marts.build_report_asset(with_entitlements=True)],
+        resources={"warehouse": duckdb_warehouse},
+        run_config={"ops": {"reports__usage_report": {"config": {"out_path": str(out)}}}},
+        selection=[marts.REPORT_KEY],
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("reports__usage_report")[0].metadata
+    assert metadata["accounts_at_risk_or_over"].value == 2
+    assert metadata["path"].value == str(out.resolve())
+    assert "Accounts at risk" in out.read_text(encoding="utf-8")

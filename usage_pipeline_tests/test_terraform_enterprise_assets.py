@@ -40,14 +40,14 @@ def server():
 
 
 def tick(server: SandboxServer, warehouse: Warehouse, landing: LandingStore, *,
-         partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+         partition_key: str | None = None, token: str | None = None) -> dg.ExecuteInProcessResult:
     """One scheduled tick at the sandbox's now: raw + staging for the latest closed day."""
     with timeutil.use_clock(server.clock):
         key = partition_key or terraform_enterprise.tick_partition_keys(timeutil.utcnow())[0]
         return dg.materialize(
             ASSETS, partition_key=key, raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
             resources={"terraform_enterprise": TerraformEnterpriseClient(url=server.base_url,
-                                                                          token=server.tokens[constants.KEY]),
+                                                                          token=token or server.tokens[constants.KEY]),
                        "landing": landing, "warehouse": warehouse},
         )
 
@@ -162,3 +162,20 @@ def test_definitions_load_with_only_tfe_configured(server, tmp_path):
     assert {dep.to_user_string() for dep in metrics_model.asset_deps[metrics_model.key]} == {
         "staging/stg_terraform_enterprise__bundles", "staging/stg_terraform_enterprise__snapshots",
         "staging/stg_terraform_enterprise__metrics"}
+
+
+def test_canary_token_never_reaches_raw_staging_logs_or_errors(warehouse, landing, caplog):
+    canary = "canary-tfe-9f8e7d6c5b4a3210"
+    with SandboxServer(tokens={constants.KEY: canary}) as server:
+        ok = tick(server, warehouse, landing)
+        server.tokens[constants.KEY] = "rotated-on-the-server-0000"  # ours is now rejected: the failure path
+        server.clock.advance(timedelta(hours=1))
+        failed = tick(server, warehouse, landing, token=canary)
+    assert ok.success and not failed.success
+    assert "System API token rejected or expired" in " ".join(failure_messages(failed).values())
+    places = [caplog.text, " ".join(failure_messages(failed).values())]
+    places += [repr(row) for row in warehouse.query("select * from raw.api_snapshots")]
+    places += [repr(row) for row in warehouse.query("select * from raw.api_batches")]
+    places += [repr(row) for row in warehouse.query("select * from staging.stg_terraform_enterprise__bundles")]
+    places += [gzip.decompress(path.read_bytes()).decode() for path in Path(landing.root).rglob("*.json.gz")]
+    assert len(places) > 6 and not [place for place in places if canary in place]

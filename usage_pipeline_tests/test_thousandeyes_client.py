@@ -23,7 +23,7 @@ from usage_pipeline.errors import HttpError
 from usage_pipeline.sandbox import SandboxServer
 from usage_pipeline.sandbox import thousandeyes as te_sandbox
 from usage_pipeline.sources import thousandeyes
-from usage_pipeline.sources.thousandeyes import ThousandEyesClient, constants
+from usage_pipeline.sources.thousandeyes import ThousandEyesClient
 from usage_pipeline.sources.thousandeyes.organizations import PlannedAccount
 
 EXPAND = "test,enterprise-agent,enterprise-agent-unit,endpoint-agent,endpoint-agent-essential,endpoint-agent-embedded"

@@ -48,7 +48,8 @@ def tick_partitions(cadence: str, start: str) -> dg.TimeWindowPartitionsDefiniti
 def latest_tick_key(partitions_def: dg.TimeWindowPartitionsDefinition, now: datetime | None = None) -> str:
     """The partition key of the latest closed tick: what a scheduled run at `now` pulls."""
     now = now or timeutil.utcnow()
-    key = partitions_def.get_last_partition_key(current_time=now)
+    with dg.partition_loading_context(effective_dt=now):
+        key = partitions_def.get_last_partition_key()
     if key is None:
         raise BackfillRefused("pipeline", None, f"no closed tick yet at {now:%Y-%m-%d %H:%M} UTC")
     return key

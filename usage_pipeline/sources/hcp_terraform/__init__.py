@@ -60,7 +60,7 @@ def check_credentials(config: Settings) -> str:
     """One cheap authenticated call (the first organization-list entry), in plain words."""
     hcp = config.hcp_terraform
     if hcp is None:
-        return f"hcp_terraform: disabled ({config.disabled.get(KEY, 'TFC_TOKEN unset')})"
+        return f"disabled ({config.disabled.get(KEY, 'TFC_TOKEN unset')})"
     client = client_from_settings(config, token=hcp.token.get_secret_value())
     try:
         return client.check_credentials()

@@ -28,7 +28,8 @@ from usage_pipeline.sources.base import (
 )
 from usage_pipeline.sources.hcp_terraform import constants as c
 from usage_pipeline.sources.hcp_terraform.client import HcpTerraformClient
-from usage_pipeline.sources.hcp_terraform.parse import STAGING_SCHEMAS, Response, parse_batch, parse_organization_names
+from usage_pipeline.sources.hcp_terraform.parse import Response, parse_batch, parse_organization_names
+from usage_pipeline.sources.hcp_terraform.schemas import STAGING_SCHEMAS
 from usage_pipeline.warehouse import Warehouse
 
 partitions_def = tick_partitions(c.CADENCE, c.PARTITIONS_START)

@@ -113,4 +113,4 @@ class HcpTerraformClient(dg.ConfigurableResource):
                                 params={"page[number]": 1, "page[size]": 1})
         total = (((fetched.json() or {}).get("meta") or {}).get("pagination") or {}).get("total-count")
         seen = f"sees {total} organization(s)" if isinstance(total, int) else "is accepted"
-        return f"hcp_terraform: TFC_TOKEN {seen} at {self.base_url}"
+        return f"TFC_TOKEN {seen} at {self.base_url}"

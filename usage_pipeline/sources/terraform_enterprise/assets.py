@@ -90,6 +90,12 @@ def ensure_staging(warehouse: Warehouse) -> None:
 # ---------- the assets
 
 
+def _column_schema(schema: Any) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type))
+                                   for field in base.staging_schema(schema)])
+
+
+
 @dg.asset(
     key=RAW_KEY, group_name=constants.KEY, kinds={"terraform"}, partitions_def=terraform_enterprise_daily_partitions,
     pool=f"{constants.KEY}_api",
@@ -115,8 +121,8 @@ def raw_terraform_enterprise_usage_bundle(
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(key, deps=[RAW_KEY], description=STAGING_DESCRIPTIONS[table],
-                     metadata={"dagster/table_name": table}, kinds={"terraform"})
+        dg.AssetSpec(key, deps=[RAW_KEY], description=STAGING_DESCRIPTIONS[table], kinds={"terraform"},
+                     metadata={"dagster/table_name": table, "dagster/column_schema": _column_schema(SCHEMAS[table])})
         for table, key in STAGING_KEYS.items()
     ],
     name="stg_terraform_enterprise_usage_bundle", group_name=constants.KEY,

@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from usage_pipeline import http, timeutil
-from usage_pipeline.errors import AuthError, PayloadError
+from usage_pipeline.errors import AuthError, ConfigError, PayloadError
 from usage_pipeline.settings import Settings
 from usage_pipeline.sources.terraform_enterprise import constants
 
@@ -56,7 +56,8 @@ class TerraformEnterpriseClient(dg.ConfigurableResource):
         """The resource as Definitions hold it: the token as an EnvVar, so the UI shows its name only."""
         tfe = config.terraform_enterprise
         if tfe is None:
-            raise ValueError("terraform_enterprise is not configured")
+            raise ConfigError(f"terraform_enterprise is not configured: "
+                              f"{config.disabled.get(constants.KEY, 'TFE_SYSTEM_API_TOKEN unset')}")
         return cls(url=tfe.url, token=dg.EnvVar(constants.TOKEN_VARIABLE), ca_bundle=tfe.ca_bundle)
 
     @property

@@ -109,14 +109,14 @@ def parse_bundle_v2(payload: Mapping[str, Any], *, snapshot_id: str, account_id:
             license_id=context.required_text(entry, "license_id", f"snapshot {tfe_id}"),
             process_id=_text(entry.get("process_id")),
             snapshot_at=snapshot_at, snapshot_at_raw=snapshot_raw,
-            checksum=context.checksum(entry.get("checksum"), f"snapshot {tfe_id}"),
+            checksum=context.checksum(entry.get("checksum"), "snapshot"),
             metadata_json=_json_text(entry.get("metadata")),
         )
     context.bundles.append({
         "snapshot_id": snapshot_id, "observed_at": observed_at, "format_version": version,
         "bundle_mode": _text(payload.get("mode")), "exported_at": exported_at, "exported_at_raw": exported_raw,
         "signature": _text(payload.get("signature")),
-        "checksum": context.checksum(payload.get("checksum"), "the bundle"),
+        "checksum": context.checksum(payload.get("checksum"), "bundle"),
         "snapshot_count": len(entries),
     })
     return context.parsed()
@@ -248,14 +248,14 @@ class _Context:
             return parse_tfe_time(value), value
         except ValueError:
             if not required:
-                self.warn(f"{what.split(' ')[0]} field {name!r} is not an RFC 3339 time with an offset; left empty")
+                self.warn(f"{what} field {name!r} is not an RFC 3339 time with an offset; left empty")
                 return None, value
             raise self.error(f"{what} field {name!r} = {value[:60]!r} is not an RFC 3339 time with an offset") from None
 
-    def checksum(self, value: Any, what: str) -> str | None:
+    def checksum(self, value: Any, level: str) -> str | None:
         text = checksum_text(value)
         if value is not None and not (isinstance(value, (int, str)) and not isinstance(value, bool)):
-            self.warn(f"{what.split(' ')[0]} checksum is {_json_type(value)}, not an integer or string; kept as text")
+            self.warn(f"a {level} checksum is {_json_type(value)}, not an integer or string; kept as text")
         return text
 
     def add_snapshot(self, tfe_id: str, position: int, metrics: Any, **fields: Any) -> None:
