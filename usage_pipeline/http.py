@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import httpx
 
-from usage_pipeline import __version__, errors
+from usage_pipeline import __version__, errors, timeutil
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class SystemClock:
             time.sleep(seconds)
 
     def now_utc(self) -> datetime:
-        return datetime.now(UTC)
+        return timeutil.utcnow()  # the pipeline clock: the sandbox's in demo, soak and tests
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
@@ -430,11 +430,13 @@ class Session:
         return self._call("POST", path, endpoint, account_id, None, json, accept_status, record)
 
     def paginate_jsonapi(self, path: str, *, endpoint: str, account_id: str, params: Mapping[str, Any] | None = None,
-                         page_size: int = 100, record: Mapping[str, Any] | None = None) -> Iterator[Fetched]:
+                         page_size: int = 100, record: Mapping[str, Any] | None = None,
+                         accept_status: tuple[int, ...] = (200,)) -> Iterator[Fetched]:
         """Yield each page of a JSON:API list, following meta.pagination.next-page, else links.next.
 
         The page params are always sent: without them HCP returns some lists whole and without
-        pagination metadata (API_CONTRACTS.md §2.3).
+        pagination metadata (API_CONTRACTS.md §2.3). An accepted non-200 page (e.g. an HCP 404)
+        is yielded, so it can be landed, and ends the list.
         """
         target, number, seen = path, 1, set()
         while True:
@@ -445,8 +447,11 @@ class Session:
                             self.vendor, account_id, endpoint, redact_url(url))
                 return
             seen.add(url)
-            fetched = self.get(target, endpoint=endpoint, account_id=account_id, params=query, record=record)
+            fetched = self.get(target, endpoint=endpoint, account_id=account_id, params=query, record=record,
+                               accept_status=accept_status)
             yield fetched  # landed by the caller before this page is parsed for the next link
+            if fetched.status != 200:
+                return
             doc = fetched.json()
             next_page, next_link = _dig(doc, "meta", "pagination", "next-page"), _dig(doc, "links", "next")
             if next_page is None and isinstance(next_link, str) and next_link:

@@ -247,6 +247,7 @@ def run_models(
     vars: Mapping[str, Any] | None = None,
     models_dir: Path | None = None,
     tests: bool = True,
+    prepare: Callable[[Warehouse], None] | None = None,
 ) -> list[ModelResult]:
     """Build the selected models (default: all) in dependency order, each followed by its tests.
 
@@ -254,6 +255,8 @@ def run_models(
     the results, as Dagster reports failing checks, and never stop the run.
     """
     project = load_project(models_dir, vars=vars)
+    if prepare is not None:
+        prepare(warehouse)
     results = []
     for name in project.select(select):
         model = project.models[name]
@@ -364,19 +367,22 @@ class ModelRunConfig(dg.Config):
 
 
 def build_definitions(
-    models_dir: Path | None = None, *, vars: Mapping[str, Any] | None = None, dialect: str = "duckdb"
+    models_dir: Path | None = None, *, vars: Mapping[str, Any] | None = None, dialect: str = "duckdb",
+    prepare: Callable[[Warehouse], None] | None = None,
 ) -> dg.Definitions:
     """One asset per model (key [layer, name]) with its YAML tests as asset checks.
 
     `dialect` only labels the assets (kinds); the SQL is written for the warehouse each run
-    gets. The `warehouse` resource comes from the code location's Definitions.
+    gets. The `warehouse` resource comes from the code location's Definitions. `prepare` runs
+    before a model that reads a source (e.g. to create the staging tables of disabled sources).
     """
     project = load_project(models_dir, vars=vars)
-    assets = [model_asset(project, project.models[name], dialect=dialect) for name in project.order]
+    assets = [model_asset(project, project.models[name], dialect=dialect, prepare=prepare) for name in project.order]
     return dg.Definitions(assets=assets)
 
 
-def model_asset(project: Project, model: Model, *, dialect: str = "duckdb") -> dg.AssetsDefinition:
+def model_asset(project: Project, model: Model, *, dialect: str = "duckdb",
+                prepare: Callable[[Warehouse], None] | None = None) -> dg.AssetsDefinition:
     """The Dagster asset of one model; its checks run right after each materialization."""
     key = dg.AssetKey(list(model.asset_key))
     tests = {test.name: test for test in model.tests}
@@ -411,6 +417,8 @@ def model_asset(project: Project, model: Model, *, dialect: str = "duckdb") -> d
         context: dg.AssetExecutionContext, config: ModelRunConfig, warehouse: Warehouse
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         if key in context.selected_asset_keys:
+            if prepare is not None and model.sources:
+                prepare(warehouse)
             result = build_model(warehouse, project, model, full_refresh=config.full_refresh)
             context.log.info(f"{result.relation}: {result.mode}, {result.row_count} rows in {result.seconds} s")
             yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(model, result))

@@ -21,7 +21,7 @@ from usage_pipeline import definitions, models, timeutil
 from usage_pipeline.errors import BackfillRefused
 from usage_pipeline.landing import LandingStore, partitions_with_batches
 from usage_pipeline.settings import Settings
-from usage_pipeline.sources import all_sources, enabled_sources, source_module
+from usage_pipeline.sources import all_sources, enabled_sources, ensure_all_staging, source_module
 from usage_pipeline.sources.base import replay_source
 from usage_pipeline.warehouse import Warehouse
 
@@ -123,9 +123,8 @@ def replay(config: Settings, *, only: Iterable[str] | None = None,
             progress=(lambda i, n, key, name=source.KEY: progress(name, i, n, key)) if progress else None,
         )
         staged[source.KEY] = sum(sum(report.rows.values()) for report in reports)
-    for source in all_sources():
-        source.ensure_staging(warehouse)
-    models.run_models(warehouse, full_refresh=True, vars={"at_risk_share": config.at_risk_share})
+    models.run_models(warehouse, full_refresh=True, vars={"at_risk_share": config.at_risk_share},
+                      prepare=ensure_all_staging)
     return staged
 
 

@@ -9,6 +9,7 @@ Each source package (`usage_pipeline/sources/<key>/__init__.py`) exposes the sam
     tick_partition_keys(now)      -> list[str]: the partitions one scheduled tick pulls at `now`
     stage(warehouse, landing, partition_key) -> StageReport: parse raw → staging (no network)
     check_credentials(settings)   -> str: one cheap authenticated call, in plain words (doctor)
+    ensure_staging(warehouse)     create its staging tables if missing (models read them even when disabled)
 """
 
 from __future__ import annotations
@@ -33,3 +34,16 @@ def enabled_sources(settings: Settings) -> list[ModuleType]:
 
 def all_sources() -> list[ModuleType]:
     return [source_module(key) for key in SOURCES]
+
+
+_staging_ensured: set[str] = set()
+
+
+def ensure_all_staging(warehouse) -> None:
+    """Create every source's staging tables (once per process and warehouse), so the models
+    run whichever sources are enabled."""
+    if warehouse.url in _staging_ensured:
+        return
+    for source in all_sources():
+        source.ensure_staging(warehouse)
+    _staging_ensured.add(warehouse.url)

@@ -142,6 +142,7 @@ class Parsed:
 
     tables: Mapping[str, list[dict[str, Any]]]
     warnings: tuple[str, ...] = ()
+    is_account: bool = True  # False for bookkeeping batches (e.g. HCP organization discovery)
 
 
 @dataclass
@@ -212,7 +213,7 @@ def stage_partition(
                 rows = to_arrow(parsed.tables.get(table, []), schema, account_id=account,
                                 partition_key=partition_key, loaded_at=loaded_at)
                 report.rows[table] += tx.load_arrow(table, rows)
-        report.accounts += 1
+        report.accounts += parsed.is_account
         report.snapshot_ids.extend(snapshot.snapshot_id for snapshot in snapshots)
     if report.failures and not report.accounts:
         raise SourceError(vendor, ", ".join(report.failures), "no account could be parsed: " + _summary(report.failures))
