@@ -53,7 +53,7 @@ WORKER_TIMEOUT_S = 900
 LOADED_AT = "2027-01-01T00:00:00+00:00"
 
 
-def main(sizes: Sequence[int] | None = None, repeat: int = 3, *, scenarios: bool = True,
+def main(sizes: Sequence[int] | None = None, repeat: int = 3, *, scenarios: bool = True, with_postgres: bool = True,
          out_dir: Path | None = None, methods: Sequence[str] | None = None,
          log: Callable[[str], None] | None = None) -> int:
     """Run the benchmark; print the table; write the JSON. 0 when every method ran and agreed."""
@@ -66,7 +66,7 @@ def main(sizes: Sequence[int] | None = None, repeat: int = 3, *, scenarios: bool
         "gzip_level": bench_data.GZIP_LEVEL}, "loads": [], "targets": [], "scenarios": {}}
     with tempfile.TemporaryDirectory(prefix="usage_bench_") as temporary:
         tmp = Path(temporary)
-        postgres = _start_postgres(results, log)
+        postgres = _start_postgres(results, log) if with_postgres else None
         try:
             for size in sizes:
                 results["loads"].extend(run_size(size, repeat, tmp / f"te_{size}", postgres=postgres,

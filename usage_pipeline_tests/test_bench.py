@@ -18,7 +18,7 @@ from usage_pipeline.bench_fastpath import parse_usage_v7_arrow, same_parse
 from usage_pipeline.sources.thousandeyes.parse import parse_usage_v7
 from usage_pipeline.warehouse import Warehouse
 
-from .conftest import samples_dir
+from conftest import samples_dir
 
 OBSERVED = datetime(2026, 1, 1, 1, 2, tzinfo=UTC)
 

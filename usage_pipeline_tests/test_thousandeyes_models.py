@@ -45,12 +45,20 @@ def usage_row(**values) -> dict:
 
 
 def test_int_quota_keeps_zeros_and_big_numbers_and_skips_absent_fields(warehouse):
-    given = pa.Table.from_pylist([usage_row(cloud_units_included=4_320_000_000, endpoint_agents_included=200,
-                                            enterprise_agents_included=0)], USAGE_COLUMNS)
+    given = pa.Table.from_pylist([
+        usage_row(cloud_units_included=4_320_000_000, endpoint_agents_included=200,
+                  endpoint_agents_embedded_included=0, enterprise_agents_included=0),
+        usage_row(snapshot_id="s2", account_id="2001", enterprise_agents_included=25),  # legacy billing
+    ], USAGE_COLUMNS)
     table = models.unit_test(warehouse, "int_thousandeyes__quota", given={"int_thousandeyes__usage": given})
-    rows = sorted((r["unit"], r["included"], r["vendor"], r["period_start"]) for r in table.to_pylist())
-    assert rows == [("cloud_units", 4_320_000_000, "thousandeyes", START), ("endpoint_agents", 200, "thousandeyes", START),
-                    ("enterprise_agents", 0, "thousandeyes", START)]
+    rows = sorted((r["account_id"], r["unit"], r["included"], r["vendor"], r["period_start"]) for r in table.to_pylist())
+    assert rows == [
+        ("1234", "cloud_units", 4_320_000_000, "thousandeyes", START),
+        ("1234", "endpoint_agents", 200, "thousandeyes", START),
+        ("1234", "endpoint_agents_embedded", 0, "thousandeyes", START),  # a real zero: none included
+        # enterpriseAgentsIncluded 0 = not legacy billing: no quota row, not "0 allowed"
+        ("2001", "enterprise_agents", 25, "thousandeyes", START),
+    ]
 
 
 def test_int_units_used_projects_only_cloud_and_enterprise_units(warehouse):

@@ -30,7 +30,7 @@ from usage_pipeline.errors import BackfillRefused
 from usage_pipeline.landing import LandingStore, partitions_with_batches
 from usage_pipeline.sandbox import SandboxClock, SandboxServer
 from usage_pipeline.sandbox import thousandeyes as te_sandbox
-from usage_pipeline.sources import all_sources, thousandeyes
+from usage_pipeline.sources import ensure_all_staging, thousandeyes
 from usage_pipeline.sources.base import refuse_past_tick
 from usage_pipeline.sources.thousandeyes import ThousandEyesClient, assets, checks, constants
 from usage_pipeline.warehouse import Warehouse
@@ -86,11 +86,9 @@ class Pipeline:
     def build(self, *, full_refresh: bool = False, shared: bool = False, tests: bool = False) -> list[models.ModelResult]:
         """Build the ThousandEyes models (`shared`: also fct_quota/fct_units_used, which union every
         vendor); `tests`: run their YAML tests too and insist they pass."""
-        if shared:
-            for source in all_sources():  # the shared facts read every vendor's staging
-                source.ensure_staging(self.warehouse)
         results = models.run_models(self.warehouse, select=TE_MODELS + (SHARED_MODELS if shared else []),
-                                    full_refresh=full_refresh, tests=tests)
+                                    full_refresh=full_refresh, tests=tests,
+                                    prepare=ensure_all_staging if shared else None)  # the shared facts read every vendor
         failed = [(r.model, t.name, t.failing_rows) for r in results for t in r.tests if not t.passed]
         assert failed == [], failed
         return results
@@ -153,12 +151,16 @@ def test_four_ticks_fill_the_five_facts_with_the_sandbox_numbers(pipeline):
     assert one("select agents_used from marts.fct_agent_counts where aid = '1235' and agent_class = 'endpoint_embedded' "
                "and partition_key = '2026-11-20-09:00'") == (0,)  # a zero stays a zero
     # the shared facts: 5 quota units and 6 used units per organization and tick
-    assert one("select count(*) from marts.fct_quota where vendor = 'thousandeyes'") == (40,)
+    # Acme is on metered billing (enterpriseAgentsIncluded 0): no enterprise_agents quota row
+    assert one("select count(*) from marts.fct_quota where vendor = 'thousandeyes'") == (4 * (4 + 5),)
     assert one("select count(*) from marts.fct_units_used where vendor = 'thousandeyes'") == (48,)
     assert one("select included from marts.fct_quota where account_id = '1234' and unit = 'cloud_units' "
                "and partition_key = '2026-11-20-09:00'") == (4_320_000_000,)
-    assert one("select included from marts.fct_quota where account_id = '1234' and unit = 'enterprise_agents' "
-               "and partition_key = '2026-11-20-09:00'") == (0,)
+    assert pipeline.warehouse.query(
+        "select account_id, included from marts.fct_quota where unit = 'enterprise_agents' "
+        "and partition_key = '2026-11-20-09:00'") == [("2001", 25)]
+    assert one("select enterprise_agents_included from intermediate.int_thousandeyes__usage where account_id = '1234' "
+               "and partition_key = '2026-11-20-09:00'") == (0,)  # the vendor's 0 is kept
     assert pipeline.warehouse.query(
         "select used, projected, next_period_projected from marts.fct_units_used where account_id = '1234' "
         "and unit = 'cloud_units' order by partition_key") == [
@@ -187,9 +189,7 @@ def test_four_ticks_fill_the_five_facts_with_the_sandbox_numbers(pipeline):
 def test_checks_run_in_dagster_and_pass_on_sandbox_data(pipeline):
     for when in TICKS[2:]:
         assert pipeline.tick(when).success
-    for source in all_sources():
-        source.ensure_staging(pipeline.warehouse)
-    models.run_models(pipeline.warehouse, select=TE_MODELS + SHARED_MODELS, tests=False)
+    models.run_models(pipeline.warehouse, select=TE_MODELS + SHARED_MODELS, tests=False, prepare=ensure_all_staging)
     model_defs = models.build_definitions()
     result = dg.materialize([*model_defs.assets, *checks.build_checks()], selection=TE_MODEL_KEYS,
                             resources={"warehouse": pipeline.warehouse}, instance=pipeline.instance)

@@ -278,8 +278,8 @@ def test_partitions_def_follows_workato_timezone(pipeline, monkeypatch):
 def test_the_hourly_schedule_asks_for_each_window_that_is_not_final(pipeline):
     defs = full_definitions(pipeline)
     schedule = defs.resolve_schedule_def("workato_hourly_schedule")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=utc(2026, 11, 20, 10, 20),
-                                            repository_def=defs.get_repository_def())
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=utc(2026, 11, 20, 10, 20),
+            repository_def=defs.get_repository_def()) as context:
         requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert [request.partition_key for request in requests] == ["2026-11-18", "2026-11-19", "2026-11-20"]

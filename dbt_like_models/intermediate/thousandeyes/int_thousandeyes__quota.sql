@@ -1,9 +1,14 @@
 {{ config(materialized='view') }}
 
 -- ThousandEyes' side of marts.fct_quota: one row per snapshot × unit for every *Included
--- field the payload carries. A zero stays 0 (enterpriseAgentsIncluded is 0 outside legacy
--- billing); an absent field gives no row. enterprise_units have no included quantity in the
--- usage API (metered billing), so they never appear here. ThousandEyes has no "unlimited".
+-- field the payload carries; a zero stays 0 and an absent field gives no row. Two units have
+-- no included quantity to compare against:
+-- * enterprise_units: metered billing; the usage API publishes no included number.
+-- * enterprise_agents outside legacy billing: enterpriseAgentsIncluded "returns non-zero value
+--   only for organizations with legacy billing" (API_CONTRACTS.md §4.1), so its 0 means "not
+--   sold by count", not "none allowed"; a row would raise an over-quota alert every hour.
+--   The 0 itself stays in staging and int_thousandeyes__usage.
+-- ThousandEyes has no "unlimited": included is never null.
 
 {% set units = [
     ('cloud_units', 'cloud_units_included'),
@@ -29,6 +34,7 @@ unpivoted as (
         {{ column }} as included, observed_at, loaded_at, partition_key
     from usage
     where {{ column }} is not null
+    {% if unit == 'enterprise_agents' %}and {{ column }} > 0{% endif %}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 

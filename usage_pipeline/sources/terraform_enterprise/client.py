@@ -6,37 +6,16 @@ TFE_CA_BUNDLE at its PEM file (passed to httpx as `verify`); there is no "insecu
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from usage_pipeline import http, timeutil
+from usage_pipeline import http
 from usage_pipeline.errors import AuthError, ConfigError, PayloadError
 from usage_pipeline.settings import Settings
 from usage_pipeline.sources.terraform_enterprise import constants
-
-
-class PipelineClock:
-    """Real monotonic time and sleeps; wall time from the pipeline clock (`timeutil.utcnow`).
-
-    So a run under `timeutil.use_clock(server.clock)` stamps what it fetches (fetched_at, the
-    landing path's day) with the simulated time its partitions are computed from.
-    """
-
-    def monotonic(self) -> float:
-        return http.SYSTEM_CLOCK.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        http.SYSTEM_CLOCK.sleep(seconds)
-
-    def now_utc(self) -> datetime:
-        return timeutil.utcnow()
-
-
-PIPELINE_CLOCK = PipelineClock()  # one instance: the per-token limiter is keyed by its clock
 
 
 class TerraformEnterpriseClient(dg.ConfigurableResource):
@@ -74,7 +53,9 @@ class TerraformEnterpriseClient(dg.ConfigurableResource):
     def session(self) -> http.Session:
         """The HTTP session, made on first use (inside Dagster and out, e.g. `doctor`)."""
         if self._session is None:
-            options: dict[str, Any] = {"clock": self._clock or PIPELINE_CLOCK}
+            options: dict[str, Any] = {}
+            if self._clock is not None:
+                options["clock"] = self._clock
             if self._transport is not None:
                 options["transport"] = self._transport
             # a CA bundle path becomes httpx `verify`; without one the system trust store is used

@@ -30,7 +30,7 @@ from usage_pipeline.sources.base import (
     tick_partitions,
 )
 from usage_pipeline.sources.thousandeyes import constants
-from usage_pipeline.sources.thousandeyes.client import ThousandEyesClient, observed_now
+from usage_pipeline.sources.thousandeyes.client import ThousandEyesClient
 from usage_pipeline.sources.thousandeyes.organizations import PlannedAccount, duplicate_accounts
 from usage_pipeline.sources.thousandeyes.parse import SCHEMAS, account_group_ids, api_version_of, parse_usage
 from usage_pipeline.warehouse import Warehouse
@@ -60,7 +60,7 @@ def pull(*, client: ThousandEyesClient, landing: LandingStore, warehouse: Wareho
 
     def pull_one(account: str, batch: BatchWriter) -> None:
         if quotas is not None and account == first:  # the lookup that chose the accounts: kept as audit
-            batch.land(dataclasses.replace(observed_now(quotas), account_id=account))
+            batch.land(dataclasses.replace(quotas, account_id=account))
         fetched = client.fetch_usage(by_account[account])
         batch.land(fetched)
         # an HTML page or broken JSON fails the batch here, after landing: raw keeps the body and

@@ -7,7 +7,8 @@ cost is bounded by one period, never by history):
     agent_units_reconcile_with_org_total    Σ fct_agent_usage.enterprise_units_used = enterpriseUnitsUsed
     projected_not_below_used                projected ≥ used, where both are present
     used_never_decreases_within_period      per unit, used never falls between two snapshots of a period
-    quota_row_for_every_used_unit           every unit with usage > 0 has a quota row (but enterprise_units)
+    quota_row_for_every_used_unit           every unit with usage > 0 has a quota row (enterprise_units, and
+                                            enterprise_agents outside legacy billing, have none to have)
 
 Tolerance of the two sums: one unit per listed test or agent. Each per-test and per-agent
 figure is a whole number of units the vendor rounded on its side, so their sum may drift from
@@ -109,7 +110,8 @@ where used < previous_used
 order by account_id, observed_at, unit
 """
 
-# enterprise_units: metered billing, the usage API publishes no included quantity (API_CONTRACTS.md §4.1)
+# No quota to expect (API_CONTRACTS.md §4.1): enterprise_units (metered billing publishes no included
+# quantity) and enterprise_agents outside legacy billing (enterpriseAgentsIncluded = 0 there).
 _QUOTA_SQL = f"""
 with {_CURRENT}
 select units.account_id, current_usage.org_id, units.snapshot_id, units.observed_at, units.unit, units.used
@@ -117,6 +119,7 @@ from intermediate.int_thousandeyes__units_used as units
 inner join current_usage on current_usage.snapshot_id = units.snapshot_id
 where units.used > 0
     and units.unit <> 'enterprise_units'
+    and not (units.unit = 'enterprise_agents' and current_usage.enterprise_agents_included = 0)
     and not exists (
         select 1 from intermediate.int_thousandeyes__quota as quota
         where quota.snapshot_id = units.snapshot_id and quota.unit = units.unit
@@ -217,7 +220,8 @@ def used_never_decreases(warehouse: Warehouse) -> Outcome:
 def quota_for_every_used_unit(warehouse: Warehouse) -> Outcome:
     rows = _rows(warehouse, _QUOTA_SQL, ["account_id", "org_id", "snapshot_id", "observed_at", "unit", "used"])
     return _verdict(
-        rows, "every unit with usage has a quota row (enterprise_units are metered: no quota)",
+        rows, "every unit with usage has a quota row (enterprise_units and, outside legacy billing, "
+              "enterprise_agents have none to have)",
         lambda r: f"{_org(r)} at {_at(r)}: {r['unit']} used {_n(r['used'])} but no quota row (snapshot {r['snapshot_id']})",
         "unit observation(s) with usage and no quota")
 
@@ -250,8 +254,9 @@ def build_checks() -> list[dg.AssetChecksDefinition]:
         return used_never_decreases(warehouse).result(error)
 
     @dg.asset_check(asset=QUOTA, name="quota_row_for_every_used_unit", additional_deps=[UNITS_USED, USAGE],
-                    description="Every unit with usage above 0 has a quota row in the same snapshot "
-                                "(enterprise_units excepted: metered billing has no included quantity).")
+                    description="Every unit with usage above 0 has a quota row in the same snapshot (enterprise_units "
+                                "excepted, and enterprise_agents outside legacy billing: neither has an included "
+                                "quantity).")
     def quota_row_for_every_used_unit(warehouse: Warehouse) -> dg.AssetCheckResult:
         return quota_for_every_used_unit(warehouse).result(error)
 

@@ -8,14 +8,13 @@ landed request says which organization context it asked for (`aid`, version, `ex
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from usage_pipeline import http, timeutil
+from usage_pipeline import http
 from usage_pipeline.errors import ConfigError, HttpError, PayloadError, RetryBudgetExceeded, TransportError
 from usage_pipeline.settings import Settings
 from usage_pipeline.sources.thousandeyes import constants
@@ -101,7 +100,7 @@ class ThousandEyesClient(dg.ConfigurableResource):
         try:
             return self.session().get(constants.V7_QUOTAS_PATH, endpoint="quotas", account_id=constants.DEFAULT_ACCOUNT)
         except (HttpError, TransportError) as error:
-            if isinstance(error, RetryBudgetExceeded) or isinstance(error, TransportError):
+            if isinstance(error, RetryBudgetExceeded | TransportError):  # the API is struggling: say so
                 log.warning("%s; organizations are deduplicated from the usage payloads instead", error)
             else:
                 log.info("%s [account -]: /v7/quotas not readable (HTTP %s): organizations are deduplicated from "
@@ -131,9 +130,8 @@ class ThousandEyesClient(dg.ConfigurableResource):
     def fetch_usage(self, plan: PlannedAccount) -> http.Fetched:
         """GET the usage of one organization context, as received (landed before anything parses it)."""
         path, params = self.usage_request(plan)
-        fetched = self.session().get(path, endpoint=constants.ENDPOINT, account_id=plan.account_id, params=params,
-                                     record={"api_version": self.api_version, **plan.record()})
-        return observed_now(fetched)
+        return self.session().get(path, endpoint=constants.ENDPOINT, account_id=plan.account_id, params=params,
+                                  record={"api_version": self.api_version, **plan.record()})
 
     def check_credentials(self) -> str:
         """One cheap authenticated call (the first organization's usage), described in plain words."""
@@ -147,8 +145,3 @@ class ThousandEyesClient(dg.ConfigurableResource):
         limit = fetched.headers.get("x-organization-rate-limit-limit")
         return (f"v{self.api_version} {auth} accepted by {self.base_url} for {groups}; billing period {period}"
                 + (f"; organization rate limit {limit}/min" if limit else ""))
-
-
-def observed_now(fetched: http.Fetched) -> http.Fetched:
-    """Stamp `fetched_at` from the pipeline clock (timeutil): a simulated tick is observed at its time."""
-    return dataclasses.replace(fetched, fetched_at=timeutil.utcnow())
