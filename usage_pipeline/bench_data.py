@@ -30,6 +30,7 @@ SEED = 20261101
 GZIP_LEVEL = 6
 TESTS_PER_FILE = 50_000      # a very large organization context; bigger tick sizes add accounts
 FIRST_TICK = datetime(2026, 1, 1, tzinfo=UTC)
+HISTORY_START = datetime(2025, 1, 1, tzinfo=UTC)   # a finished year: every tick is in the past
 TEST_TYPES = ("agent-to-server", "agent-to-agent", "http-server", "page-load", "web-transactions",
               "dns-server", "dns-trace", "dnssec", "sip-server", "voice", "ftp-server", "bgp", "api")
 _NAMES = ("Zürich office ↔ AWS eu-central-1", 'Checkout "fast path"', "São Paulo DNS", "C:\\share probe",
@@ -225,7 +226,7 @@ def _thousandeyes_file(job: tuple[Path, int, int, int, datetime]) -> Dataset:
 
 
 def write_thousandeyes_history(root: Path, *, orgs: int, hours: int, tests_per_org: int, seed: int = SEED,
-                               start: datetime = FIRST_TICK, first_hour: int = 0) -> Dataset:
+                               start: datetime = HISTORY_START, first_hour: int = 0) -> Dataset:
     """`hours` hourly ticks × `orgs` organizations: what a year of scheduled pulls leaves in landing.
 
     Two account groups per organization keep the agent arrays small, so the tests dominate

@@ -88,7 +88,8 @@ def test_one_day_lands_both_pulls_and_stages_every_admin_zone_hour(pipeline):
     assert (as_utc(hours[0][0]), as_utc(hours[-1][1])) == (utc(2026, 11, 1, 7), utc(2026, 11, 2, 8))
     assert pipeline.rows("select grouping, count(*) from staging.stg_workato__requests group by 1 order by 1") == \
         [("recipe", 1), ("workspace", 1)]
-    assert pipeline.rows("select count(*), min(status) from raw.api_batches where vendor = 'workato'") == [(1, "complete")]
+    batches = pipeline.rows("select count(*), min(status) from raw.api_batches where vendor = 'workato'")
+    assert batches == [(1, "complete")]
     assert pipeline.rows("select distinct account_id, partition_key from staging.stg_workato__usage") == \
         [("all_workspaces", "2026-11-01")]
 
@@ -108,7 +109,8 @@ def test_a_backfill_of_n_days_is_one_run_with_exactly_n_day_windows(pipeline):
         assert len(hours) == 5 * 24 + 1
         assert all(end == nxt for (_, end), (nxt, _) in zip(hours, hours[1:]))  # contiguous, no overlap
         assert (as_utc(hours[0][0]), as_utc(hours[-1][1])) == (utc(2026, 10, 30, 7), utc(2026, 11, 4, 8))
-    assert pipeline.rows("select count(*) from raw.api_batches where vendor = 'workato' and status = 'complete'") == [(5,)]
+    complete = "select count(*) from raw.api_batches where vendor = 'workato' and status = 'complete'"
+    assert pipeline.rows(complete) == [(5,)]
 
 
 def test_rerunning_a_window_replaces_it_with_the_new_numbers(pipeline):
@@ -235,7 +237,8 @@ def test_the_token_reaches_no_file_table_or_log(pipeline, caplog):
         pipeline.materialize("2026-11-02")
     files = [gzip.decompress(p.read_bytes()) for p in Path(pipeline.landing.root).rglob("*.gz")]
     assert files and not any(CANARY.encode() in body for body in files)
-    for table in ("raw.api_snapshots", "raw.api_batches", "staging.stg_workato__usage", "staging.stg_workato__requests"):
+    tables = ("raw.api_snapshots", "raw.api_batches", "staging.stg_workato__usage", "staging.stg_workato__requests")
+    for table in tables:
         dump = " ".join(map(str, pipeline.rows(f"select * from {table}")))
         assert CANARY not in dump
     assert "403" in " ".join(map(str, pipeline.rows("select error from raw.api_batches where status = 'failed'")))
@@ -270,6 +273,9 @@ def test_definitions_pin_keys_checks_partitions_and_backfill_policy(pipeline):
 def test_partitions_def_follows_workato_timezone(pipeline, monkeypatch):
     monkeypatch.setenv("WORKATO_TIMEZONE", "Asia/Kolkata")
     assert workato.partitions_def.timezone == "Asia/Kolkata"
+    # 10:00 UTC Nov 20 is 15:30 in Kolkata; the registry call reads the zone from the settings
+    assert workato.tick_partition_keys(utc(2026, 11, 20, 10)) == ["2026-11-18", "2026-11-19", "2026-11-20"]
+    assert workato.tick_partition_keys(utc(2026, 11, 20, 19)) == ["2026-11-19", "2026-11-20", "2026-11-21"]
     config = settings.load({**pipeline.server.env(), "WORKATO_TIMEZONE": "Asia/Kolkata"})
     window = assets.window_for(full_definitions(pipeline, config).resolve_assets_def(RAW).partitions_def, "2026-03-08")
     assert window.start == datetime(2026, 3, 7, 18, 30, tzinfo=UTC)

@@ -141,3 +141,9 @@ def test_check_credentials_says_what_it_saw_in_plain_words(server):
     assert CANARY not in message
     (body,) = bodies(server)
     assert body["interval"] == "none" and body["workspace_ids"] == [3127]
+
+
+def test_the_session_limits_to_1000_requests_a_minute(server):
+    # API_CONTRACTS.md §3.5: "All Usage endpoints: 1,000 requests per minute"
+    limiter = client_for(server).session().limiter
+    assert limiter.rate_per_s == pytest.approx(constants.REQUESTS_PER_MINUTE / 60)

@@ -16,7 +16,7 @@ import pytest
 from usage_pipeline import models, settings, timeutil
 from usage_pipeline.landing import LandingStore
 from usage_pipeline.sandbox import SandboxServer
-from usage_pipeline.sources import workato
+from usage_pipeline.sources import all_sources, workato
 from usage_pipeline.sources.base import staging_schema
 from usage_pipeline.sources.workato.parse import REQUESTS_SCHEMA, USAGE_SCHEMA
 from usage_pipeline.sources.workato.windows import billing_period, day_window
@@ -254,3 +254,23 @@ def test_a_90_day_backfill_gives_exactly_90_days_of_utc_hours_per_workspace(ware
         "select count(*) from (select grouping, workspace_id, recipe_id, interval_start from marts.fct_workato_usage "
         "group by 1, 2, 3, 4 having count(*) > 1) as d")
     assert duplicates == [(0,)]
+
+
+def test_workato_tasks_reach_the_shared_facts_with_no_quota(warehouse, landing, sandbox_env):
+    # the whole model tree: int_workato__units_used and int_workato__quota feed the cross-vendor facts
+    server, config = sandbox_env
+    assert backfill(server, config, warehouse, landing, "2026-10-30", "2026-11-02").success
+    for source in all_sources():  # the other vendors' staging tables, empty
+        source.ensure_staging(warehouse)
+    models.run_models(warehouse, vars={"at_risk_share": 0.8})
+    used = warehouse.query(
+        "select partition_key, used, period_start from marts.fct_units_used "
+        "where vendor = 'workato' and account_id = '3127' and unit = 'tasks' order by partition_key")
+    mine = warehouse.query(
+        "select partition_key, used, period_start from intermediate.int_workato__units_used "
+        "where account_id = '3127' order by partition_key")
+    assert [row[0] for row in used] == ["2026-10-30", "2026-10-31", "2026-11-01", "2026-11-02"]
+    assert used == mine
+    assert warehouse.query("select count(*) from marts.fct_quota where vendor = 'workato'") == [(0,)]
+    statuses = warehouse.query("select distinct status from marts.mart_usage_vs_quota where vendor = 'workato'")
+    assert statuses == [("no_quota",)]

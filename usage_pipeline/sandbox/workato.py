@@ -131,8 +131,9 @@ def usage(tenant: WorkatoSandbox, request: SandboxRequest) -> SandboxResponse:
     for workspace in workspaces:
         if workspace.started_at >= end:
             continue  # not there yet: no entry at all
+        hide_deleted = filtered or group_by == "recipe"
         recipes = [r for r in workspace.recipes
-                   if not ((filtered or group_by == "recipe") and r.deleted_at is not None and r.deleted_at <= request.now)]
+                   if not (hide_deleted and r.deleted_at is not None and r.deleted_at <= request.now)]
         groups = [(r,) for r in recipes] if group_by == "recipe" else [tuple(recipes)]
         for group in groups:
             buckets = [_bucket(workspace, group, low, high, request.now, tz) for low, high in edges]

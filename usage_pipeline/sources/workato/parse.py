@@ -27,7 +27,7 @@ import pyarrow as pa
 from usage_pipeline.errors import PayloadError
 from usage_pipeline.sources.base import Parsed
 from usage_pipeline.sources.workato import constants
-from usage_pipeline.sources.workato.windows import Window, billing_period, format_offset, zone
+from usage_pipeline.sources.workato.windows import Window, billing_period, parse_admin_time, zone
 
 # ---------- the one alias table: our name -> the vendor spellings we accept, first match wins
 
@@ -109,7 +109,6 @@ REQUESTS_SCHEMA = pa.schema([
 ])
 TABLES = {constants.STAGING_USAGE: USAGE_SCHEMA, constants.STAGING_REQUESTS: REQUESTS_SCHEMA}
 _LAST_MILLISECOND = 999_000
-_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}:?\d{2})?$")
 
 
 class SnapshotLike(Protocol):
@@ -310,32 +309,12 @@ def _period_columns(at: datetime, timezone: str) -> dict[str, Any]:
 
 
 def _admin_time(text: str, name: str, path: str, timezone: str, where: _Where, warnings: _Warnings) -> datetime:
-    """An admin-zone timestamp → UTC. An explicit offset wins; a bare local time is placed in the zone."""
-    value = text.strip()
-    if not _ISO.match(value):
-        raise where.error(f"{path}: {name} {value[:40]!r} is not an ISO 8601 timestamp")
     try:
-        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
-    except ValueError:
-        raise where.error(f"{path}: {name} {value[:40]!r} is not a valid timestamp") from None
-    tz = zone(timezone)
-    if parsed.tzinfo is None:
-        early, late = parsed.replace(tzinfo=tz, fold=0), parsed.replace(tzinfo=tz, fold=1)
-        if early.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != parsed:
-            raise where.error(f"{path}: {name} {value!r} has no offset and does not exist in {timezone} (DST "
-                              "change); cannot place it")
-        if early.utcoffset() != late.utcoffset():
-            raise where.error(f"{path}: {name} {value!r} has no offset and occurs twice in {timezone} (DST "
-                              "change); cannot place it")
-        warnings.add(f"{constants.KEY}: the vendor sends times without an offset; they are read in "
-                     f"WORKATO_TIMEZONE {timezone}")
-        return early.astimezone(UTC)
-    at = parsed.astimezone(UTC)
-    expected = at.astimezone(tz).utcoffset()
-    if parsed.utcoffset() != expected and value[-1] not in "Zz":
-        warnings.add(f"{constants.KEY}: the vendor's times carry offset {format_offset(parsed.utcoffset())} where "
-                     f"WORKATO_TIMEZONE {timezone} has {format_offset(expected)}: the admin workspace's zone "
-                     "seems to differ from WORKATO_TIMEZONE (UTC values stay right; day windows will not align)")
+        at, note = parse_admin_time(text, timezone)
+    except ValueError as error:
+        raise where.error(f"{path}: {name} {error}") from None
+    if note:
+        warnings.add(f"{constants.KEY}: {note}")
     return at
 
 

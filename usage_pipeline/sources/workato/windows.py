@@ -9,6 +9,7 @@ time (a 23-hour DST day would look like 24 hours).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -69,6 +70,40 @@ def format_admin_time(at: datetime, timezone: str) -> str:
         raise ValueError("refusing to format a naive datetime: its zone would be a guess")
     local = at.astimezone(zone(timezone))
     return f"{local:%Y-%m-%dT%H:%M:%S}.{local.microsecond // 1000:03d}{format_offset(local.utcoffset())}"
+
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}:?\d{2})?$")
+
+
+def parse_admin_time(text: str, timezone: str) -> tuple[datetime, str | None]:
+    """An admin-zone timestamp → (UTC instant, a note worth reporting or None); ValueError says why not.
+
+    An explicit offset wins (and a note says when it is not the zone's own at that instant); a
+    bare local time is placed in the zone, unless a DST change makes it ambiguous or skipped.
+    """
+    value = text.strip()
+    if not _ISO.match(value):
+        raise ValueError(f"{value[:40]!r} is not an ISO 8601 timestamp")
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not a valid timestamp") from None
+    tz = zone(timezone)
+    if parsed.tzinfo is None:
+        early, late = parsed.replace(tzinfo=tz, fold=0), parsed.replace(tzinfo=tz, fold=1)
+        if early.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != parsed:
+            raise ValueError(f"{value!r} has no offset and does not exist in {timezone} (DST change); cannot place it")
+        if early.utcoffset() != late.utcoffset():
+            raise ValueError(f"{value!r} has no offset and occurs twice in {timezone} (DST change); cannot place it")
+        note = f"the vendor sends times without an offset; they are read in WORKATO_TIMEZONE {timezone}"
+        return early.astimezone(UTC), note
+    at = parsed.astimezone(UTC)
+    expected = at.astimezone(tz).utcoffset()
+    if parsed.utcoffset() != expected and value[-1] not in "Zz":
+        return at, (f"the vendor's times carry offset {format_offset(parsed.utcoffset())} where WORKATO_TIMEZONE "
+                    f"{timezone} has {format_offset(expected)}: the admin workspace's zone seems to differ from "
+                    "WORKATO_TIMEZONE (UTC values stay right; day windows will not align)")
+    return at, None
 
 
 def format_offset(offset: timedelta | None) -> str:
