@@ -187,7 +187,8 @@ def run_method(name: str, spec: dict[str, Any], *, root: Path, template: Path, p
 
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     try:
-        completed = subprocess.run([sys.executable, "-m", "usage_pipeline.bench_methods", json.dumps(spec)],
+        # the spec goes on stdin: a year of partition keys does not fit an argument list
+        completed = subprocess.run([sys.executable, "-m", "usage_pipeline.bench_methods", "-"], input=json.dumps(spec),
                                    capture_output=True, text=True,
                                    timeout=WORKER_TIMEOUT_S, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     except subprocess.TimeoutExpired:

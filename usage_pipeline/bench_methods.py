@@ -1,4 +1,4 @@
-"""One benchmark measurement in a fresh process: `python -m usage_pipeline.bench_methods '<spec json>'`.
+"""One benchmark measurement in a fresh process: `python -m usage_pipeline.bench_methods - < spec.json`.
 
 The one rule: only the work is timed. Imports, copying the warehouse template and reading
 pre-rendered inputs happen before the clock starts; the row digest (proof that every method
@@ -337,7 +337,7 @@ def main(argv: list[str]) -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    spec = json.loads(argv[0])
+    spec = json.loads(sys.stdin.read() if not argv or argv[0] == "-" else argv[0])
     try:
         result = export(spec) if spec["method"] == "export" else measure(spec)
     except ModuleNotFoundError as error:

@@ -173,10 +173,13 @@ def _collect(result: dg.ExecuteInProcessResult, outcome: SourceOutcome) -> None:
     if failed_checks:
         outcome.ok = False
         outcome.problems.extend(failed_checks)
+    counted = set()  # a range run repeats one asset's metadata once per partition
     for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        snapshots = materialization.metadata.get("snapshots")
-        if snapshots is not None:
+        metadata = event.step_materialization_data.materialization.metadata
+        snapshots, ids = metadata.get("snapshots"), metadata.get("snapshot_ids")
+        identity = (event.step_key, repr(ids.value if ids is not None else None))
+        if snapshots is not None and identity not in counted:
+            counted.add(identity)
             outcome.snapshots += int(snapshots.value)
 
 

@@ -118,6 +118,7 @@ class Warehouse(dg.ConfigurableResource):
     read_only: bool = Field(default=False, description="open DuckDB read-only (reports, BI)")
     busy_timeout_s: float = Field(default=30.0, description="how long to wait for a DuckDB file held by another process")
     _bootstrapped: bool = PrivateAttr(default=False)
+    _ensured_tables: set = PrivateAttr(default_factory=set)
 
     # ---------- identity
 
@@ -264,10 +265,13 @@ class Warehouse(dg.ConfigurableResource):
     def ensure_table(self, table: str, schema: pa.Schema) -> None:
         """Create `table` from an Arrow schema if it does not exist (the staging contract)."""
         check_identifier(table)
+        if (table, schema) in self._ensured_tables:
+            return  # one DDL round trip per table and resource instance, not one per load
         columns = ", ".join(f"{quote_column(f.name)} {sql_type(f.type, self.dialect)}" for f in schema)
         with self.transaction() as tx:
             tx.lock("ddl", table)
             tx.execute(f"create table if not exists {table} ({columns})")
+        self._ensured_tables.add((table, schema))
 
     def replace_rows(self, table: str, rows: pa.Table, *, where: Mapping[str, Any]) -> int:
         """Delete the rows matching `where` and insert `rows`, atomically and under a lock."""

@@ -164,6 +164,45 @@ def test_parse_usage_v7_arrow_matches_the_reference_or_declines(name, body):
         assert same_parse(reference, fast)
 
 
+def _mutate(rng, payload) -> None:
+    """One random edit of the kind real payloads drift into: a field removed, nulled, retyped or padded."""
+    usage = payload["usage"]
+    candidates = [usage, *(usage[name] for name in ("quota",) if isinstance(usage.get(name), dict))]
+    for array in ("tests", "enterpriseAgentUnits"):
+        items = usage.get(array)
+        if isinstance(items, list) and items and isinstance(items[0], dict):
+            candidates.append(rng.choice([item for item in items if isinstance(item, dict)]))
+    target = rng.choice(candidates)
+    if not target:
+        return
+    key = rng.choice(sorted(target))
+    edits = [
+        lambda: target.pop(key),
+        lambda: target.__setitem__(key, None),
+        lambda: target.__setitem__(key, str(target[key])) if isinstance(target[key], int) else None,
+        lambda: target.__setitem__(key, int(target[key])) if isinstance(target[key], str) and target[key].isdigit() else None,
+        lambda: target.__setitem__(key, float(target[key])) if isinstance(target[key], int) else None,
+        lambda: target.__setitem__(key, f" {target[key]}") if isinstance(target[key], str) else None,
+        lambda: target.__setitem__(key, True),
+        lambda: target.__setitem__("surprise", 1),
+        lambda: usage["tests"].append(dict(usage["tests"][0])) if isinstance(usage.get("tests"), list) and usage["tests"]
+        and isinstance(usage["tests"][0], dict) else None,
+    ]
+    rng.choice(edits)()
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_parse_usage_v7_arrow_stays_the_reference_twin_under_random_edits(seed):
+    import random
+
+    rng = random.Random(seed)
+    payload = json.loads(bench_data.thousandeyes_payload(seed=seed, org=1, n_tests=30, month_start=OBSERVED.replace(hour=0)))
+    for _ in range(rng.randint(1, 3)):
+        _mutate(rng, payload)
+    body = json.dumps(payload, ensure_ascii=bool(seed % 2)).encode()
+    test_parse_usage_v7_arrow_matches_the_reference_or_declines("random", body)
+
+
 def test_parse_usage_v7_arrow_takes_the_fast_path_on_ordinary_payloads():
     body = bench_data.thousandeyes_payload(seed=3, org=2, n_tests=3000, month_start=OBSERVED.replace(hour=0))
     reference = parse_usage_v7(json.loads(body), snapshot_id="s1", observed_at=OBSERVED, account_id="1")

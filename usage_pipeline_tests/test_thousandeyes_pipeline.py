@@ -355,6 +355,20 @@ def test_a_bad_payload_gives_its_message_keeps_raw_and_spares_the_other_organiza
     assert pipeline.one("select sum(cloud_units_used) from marts.fct_test_usage") == (ACME_CLOUD[2],)
 
 
+def test_an_unknown_field_is_a_warning_and_the_rows_still_load(pipeline):
+    pipeline.server.faults.add("thousandeyes:/v7/usage", "extra_field", match="2001", field="carbonUnitsUsed", value=7)
+    result = pipeline.tick(TICKS[2])
+    assert result.success and checks_of(result)["all_accounts_parsed"] == (True, "every account succeeded")
+    stage_md = next(e for e in result.get_asset_materialization_events()
+                    if e.asset_key == assets.USAGE_KEY).step_materialization_data.materialization.metadata
+    assert stage_md["warnings"].value == [
+        "thousandeyes [account 2001]: usage (v7) has fields this parser does not know; they are kept in raw and "
+        "not staged: carbonUnitsUsed"]
+    assert b'"carbonUnitsUsed": 7' in raw_kept(pipeline, "2001")
+    pipeline.build()
+    assert pipeline.one("select sum(cloud_units_used) from marts.fct_test_usage") == (ACME_CLOUD[2] + GLOBEX_CLOUD[2],)
+
+
 def test_a_second_account_group_failing_does_not_stop_the_first(pipeline):
     pipeline.server.faults.add("thousandeyes:/v7/usage", "always_fail", match="2001", status=403)
     result = pipeline.tick(TICKS[2])

@@ -14,7 +14,7 @@ unioned as (
         observed_at, loaded_at, partition_key
     from {{ ref('int_' ~ vendor ~ '__units_used') }}
     {% if is_incremental() %}
-    where loaded_at > (select coalesce(max(loaded_at), timestamptz '1970-01-01 00:00:00+00') from {{ this }})
+    where {{ new_rows() }}
     {% endif %}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}

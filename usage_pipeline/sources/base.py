@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -205,7 +205,7 @@ def stage_partition(
             logger.error("%s", _as_source_error(error, vendor, account))
             continue
         _report_warnings(parsed.warnings, report, logger)
-        loaded_at = timeutil.utcnow()
+        loaded_at = datetime.now(UTC)  # a system fact (when rows were written), never the simulated clock
         with warehouse.transaction() as tx:
             for table, schema in tables.items():
                 tx.lock(table, partition_key, account)
