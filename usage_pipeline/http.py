@@ -140,7 +140,7 @@ class SystemClock:
             time.sleep(seconds)
 
     def now_utc(self) -> datetime:
-        return timeutil.utcnow()  # the pipeline clock: the sandbox's in demo, soak and tests
+        return datetime.now(UTC)  # real time: what servers' Retry-After dates and reset epochs refer to
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
@@ -548,6 +548,11 @@ class Session:
             if (rate, burst) != (self.limiter.rate_per_s, self.limiter.burst):
                 self.limiter.update(rate, burst)
 
+    def _observed_at(self) -> datetime:
+        """When the response was observed: the pipeline clock (the sandbox's in demo, soak and
+        tests), unless a test gave this session its own clock."""
+        return timeutil.utcnow() if self._clock is SYSTEM_CLOCK else self._clock.now_utc()
+
     def _fetched(self, request: httpx.Request, response: httpx.Response, endpoint: str, account_id: str,
                  url: str, json_body: Any, record: Mapping[str, Any] | None, stats: CallStats) -> Fetched:
         params = {k: (v[0] if len(v) == 1 else v) for k in request.url.params
@@ -559,7 +564,7 @@ class Session:
                      "json": json_body, **(record or {})},
             status=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items() if _SAFE_HEADER.fullmatch(k)},
-            body=response.content, fetched_at=self._clock.now_utc(), stats=stats)
+            body=response.content, fetched_at=self._observed_at(), stats=stats)
 
     def _status_error(self, response: httpx.Response, endpoint: str, account_id: str, method: str,
                       url: str) -> errors.HttpError:

@@ -22,7 +22,20 @@ DEFAULT_REPORT_PATH = "data/report.html"
 class ReportConfig(dg.Config):
     """Run configuration of the report asset (Launchpad)."""
 
-    out_path: str = Field(default=DEFAULT_REPORT_PATH, description="Where to write the HTML file (relative to the run's working directory).")
+    out_path: str = Field(
+        default="",
+        description="Where to write the HTML file; empty: report.html beside the DuckDB warehouse file "
+        "(data/report.html by default), or data/report.html for PostgreSQL.",
+    )
+
+
+def report_path(config: ReportConfig, warehouse: Warehouse) -> Path:
+    """The configured path, else beside the DuckDB file, so a test warehouse never writes into data/."""
+    if config.out_path:
+        return Path(config.out_path)
+    if warehouse.dialect == "duckdb":
+        return warehouse.duckdb_path.parent / "report.html"
+    return Path(DEFAULT_REPORT_PATH)
 
 
 def build_report_asset(*, with_entitlements: bool) -> dg.AssetsDefinition:
@@ -38,11 +51,11 @@ def build_report_asset(*, with_entitlements: bool) -> dg.AssetsDefinition:
         description=(
             "The self-contained offline HTML report (usage against the plan per vendor and account, "
             "burn-down with forecast, accounts at risk, entitlement changes of the last 90 days). "
-            "Written to data/report.html unless the run config says otherwise."
+            "Written beside the DuckDB warehouse (data/report.html by default) unless the run config says otherwise."
         ),
     )
     def usage_report(context: dg.AssetExecutionContext, config: ReportConfig, warehouse: Warehouse) -> dg.MaterializeResult:
-        path = report.write_report(warehouse, config.out_path)
+        path = report.write_report(warehouse, report_path(config, warehouse))
         risky = alerts.current_statuses(report.read_only(warehouse), statuses=["at_risk", "over"])
         context.log.info(f"report written to {path.resolve()}")
         return dg.MaterializeResult(

@@ -73,6 +73,9 @@ UNITS = [
     used_row("falling", "2026-11-10 00:00", 60), used_row("falling", "2026-11-11 00:00", 50),
     # unlimited plan: ok whatever the usage
     used_row("unlimited", "2026-11-20 10:00", 5000),
+    # an included quantity of 0 (a unit not bought): unused is fine, any use is over
+    used_row("zero", "2026-11-20 10:00", 0, unit="endpoint_agents_embedded"),
+    used_row("zero", "2026-11-20 10:00", 3, unit="endpoint_agents_essentials"),
     # usage without any quota row
     used_row("noquota", "2026-11-20 10:00", 7, vendor="workato", unit="tasks"),
     # rollover: two snapshots on 10-31 (the later wins), the old period's last value on 11-01
@@ -88,6 +91,8 @@ QUOTAS = [
     quota_row("calm", "2026-11-10 00:00", 1000),
     quota_row("falling", "2026-11-10 00:00", 100),
     quota_row("unlimited", "2026-11-20 10:00", None),
+    quota_row("zero", "2026-11-20 10:00", 0, unit="endpoint_agents_embedded"),
+    quota_row("zero", "2026-11-20 10:00", 0, unit="endpoint_agents_essentials"),
     quota_row("roll", "2026-10-31 10:00", 1000, period=OCT),
     quota_row("roll", "2026-11-01 12:00", 2000),  # the new period's plan doubles
 ]
@@ -103,14 +108,15 @@ def mart_rows(warehouse: Warehouse, *, vars: dict | None = None) -> dict[tuple[s
     rows = {}
     for row in table.to_pylist():
         values = tuple(row[c] for c in COLUMNS)
-        rows[(row["account_id"], row["usage_date"], row["period_start"])] = tuple(
+        rows[(row["account_id"], row["unit"], row["usage_date"], row["period_start"])] = tuple(
             round(v, 6) if isinstance(v, float) else v for v in values
         )
     return rows
 
 
-def expected(account, day, period, used, included, share, rate, status, runs_out, has_quota, unlimited, final, latest, snapshot):
-    key = (account, date.fromisoformat(day), at(period[0]))
+def expected(account, day, period, used, included, share, rate, status, runs_out, has_quota, unlimited, final, latest, snapshot,
+             unit="cloud_units"):
+    key = (account, unit, date.fromisoformat(day), at(period[0]))
     return key, (account, date.fromisoformat(day), at(period[0]), used, included, share, rate, status,
                  date.fromisoformat(runs_out) if runs_out else None, has_quota, unlimited, final, latest, snapshot)
 
@@ -128,7 +134,12 @@ EXPECTED = dict([
     expected("falling", "2026-11-10", NOV, 60, 100, 0.6, None, "ok", None, True, False, False, False, "s-2026-11-10 00:00"),
     expected("falling", "2026-11-11", NOV, 50, 100, 0.5, None, "ok", None, True, False, False, True, "s-2026-11-11 00:00"),
     expected("unlimited", "2026-11-20", NOV, 5000, None, None, None, "ok", None, True, True, False, True, "s-2026-11-20 10:00"),
-    expected("noquota", "2026-11-20", NOV, 7, None, None, None, "no_quota", None, False, False, False, True, "s-2026-11-20 10:00"),
+    expected("zero", "2026-11-20", NOV, 0, 0, None, None, "ok", None, True, False, False, True, "s-2026-11-20 10:00",
+             unit="endpoint_agents_embedded"),
+    expected("zero", "2026-11-20", NOV, 3, 0, None, None, "over", None, True, False, False, True, "s-2026-11-20 10:00",
+             unit="endpoint_agents_essentials"),
+    expected("noquota", "2026-11-20", NOV, 7, None, None, None, "no_quota", None, False, False, False, True, "s-2026-11-20 10:00",
+             unit="tasks"),
     # 10-31: the day's last snapshot (10:00, 700), not the 08:00 one; 50/2h = 600/day burns the
     # remaining 300 in 12 h, on 10-31 itself
     expected("roll", "2026-10-31", OCT, 700, 1000, 0.7, 600.0, "at_risk", "2026-10-31", True, False, False, False, "s-2026-10-31 10:00"),
@@ -149,14 +160,14 @@ def test_mart_usage_vs_quota_forecast_lands_exactly_on_midnight(warehouse: Wareh
     # 700 left at 100/day from 11-12 00:00 is 11-19 00:00 sharp: a float error of one
     # microsecond below midnight would give 11-18
     rows = mart_rows(warehouse)
-    assert rows[("burn", date(2026, 11, 12), at(NOV[0]))][COLUMNS.index("forecast_exhausted_date")] == date(2026, 11, 19)
+    assert rows[("burn", "cloud_units", date(2026, 11, 12), at(NOV[0]))][COLUMNS.index("forecast_exhausted_date")] == date(2026, 11, 19)
 
 
 def test_mart_usage_vs_quota_at_risk_share_is_a_var(warehouse: Warehouse) -> None:
     # 85 % is at risk at the default 0.8 and ok at 0.9
     rows = mart_rows(warehouse, vars={"at_risk_share": 0.9})
-    assert rows[("share", date(2026, 11, 20), at(NOV[0]))][COLUMNS.index("status")] == "ok"
-    assert rows[("over", date(2026, 11, 20), at(NOV[0]))][COLUMNS.index("status")] == "over"
+    assert rows[("share", "cloud_units", date(2026, 11, 20), at(NOV[0]))][COLUMNS.index("status")] == "ok"
+    assert rows[("over", "cloud_units", date(2026, 11, 20), at(NOV[0]))][COLUMNS.index("status")] == "over"
 
 
 def test_dim_units_lists_every_unit_of_the_design_once(warehouse: Warehouse) -> None:

@@ -102,3 +102,15 @@ def test_report_asset_writes_the_file_named_in_its_run_config(duckdb_warehouse: 
     assert metadata["accounts_at_risk_or_over"].value == 2
     assert metadata["path"].value == str(out.resolve())
     assert "Accounts at risk" in out.read_text(encoding="utf-8")
+
+
+def test_report_asset_defaults_to_a_file_beside_the_duckdb_warehouse(duckdb_warehouse: Warehouse) -> None:
+    import dagster as dg
+
+    from usage_pipeline import marts
+
+    build_demo_warehouse(duckdb_warehouse, now=timeutil.utcnow())
+    result = dg.materialize([marts.build_report_asset(with_entitlements=True)], resources={"warehouse": duckdb_warehouse})
+    assert result.success
+    assert (duckdb_warehouse.duckdb_path.parent / "report.html").is_file()
+    assert marts.report_path(marts.ReportConfig(), Warehouse(url="postgresql+psycopg://u@h/db")) == Path("data/report.html")

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key=['vendor', 'account_id', 'partition_key']) }}
+{{ config(materialized='incremental', unique_key=['vendor', 'partition_key']) }}
 
 -- Units used (and projected, where the vendor projects) per unit and billing period, every
 -- vendor in one shape. partition_key: see fct_quota.
@@ -14,7 +14,8 @@ unioned as (
         observed_at, loaded_at, partition_key
     from {{ ref('int_' ~ vendor ~ '__units_used') }}
     {% if is_incremental() %}
-    where {{ new_rows() }}
+    -- a partition with any new row is re-read whole, so rows a re-pull no longer has go too
+    where partition_key in (select partition_key from {{ ref('int_' ~ vendor ~ '__units_used') }} where {{ new_rows() }})
     {% endif %}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}

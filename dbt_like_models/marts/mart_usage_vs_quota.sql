@@ -162,7 +162,7 @@ forecast as (
             else observed_at
                 + cast(ceil((included - used) * elapsed_s / used_since_first) as bigint) * interval 1 second
         end as forecast_exhausted_at,
-        min(case when included is not null and used >= included then usage_date end) over (
+        min(case when included > 0 and used >= included then usage_date end) over (
             partition by vendor, account_id, unit, period_start
             order by usage_date
             rows between unbounded preceding and current row
@@ -178,7 +178,7 @@ classified as (
         case when included > 0 then cast(used as double) / included end as share_used,
         case when included > 0 then cast(projected as double) / included end as share_projected,
         case
-            when included is null then null
+            when included is null or included = 0 then null        -- nothing to run out of
             when used >= included then first_exhausted_date
             when period_end is null or forecast_exhausted_at < period_end then cast(forecast_exhausted_at as date)
         end as forecast_exhausted_date
