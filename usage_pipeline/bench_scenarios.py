@@ -171,11 +171,13 @@ def incremental(root: Path, worker: Callable[[dict[str, Any]], dict[str, Any]], 
     out["duckdb"] = _one(worker, {**spec, "warehouse_url": f"duckdb:///{copy}"}, log, "incremental · DuckDB")
     copy.unlink()
     if postgres is not None:
-        url = postgres.create_database()
-        try:
-            out["postgres"] = _one(worker, {**spec, "warehouse_url": url}, log, "incremental · PostgreSQL")
-        finally:
-            postgres.drop_database(url.rsplit("/", 1)[1])
+        for key, proposed in (("postgres", False), ("postgres_proposed", True)):
+            url = postgres.create_database()
+            try:
+                out[key] = _one(worker, {**spec, "warehouse_url": url, "proposed": proposed}, log,
+                                f"incremental · PostgreSQL{' · proposed' if proposed else ''}")
+            finally:
+                postgres.drop_database(url.rsplit("/", 1)[1])
     return out
 
 
@@ -191,6 +193,12 @@ def incremental_worker(spec: dict[str, Any]) -> Any:
     source = source_module("thousandeyes")
     _spread_history(warehouse, spec["history_duckdb"])
     postgres = warehouse.dialect == "postgres"
+    models_dir = None
+    if spec.get("proposed"):  # the proposals for models.py and the model, in this process only
+        from usage_pipeline.bench_fastpath import incremental_model_dir, merge_increment
+
+        models._merge_increment = merge_increment
+        models_dir = incremental_model_dir(Path(tempfile.mkdtemp(prefix="usage_bench_models_")) / "models")
     next_hour = [HISTORY["hours"]]
 
     def new_tick() -> None:  # land, index and stage one more hourly tick: untimed
@@ -205,7 +213,7 @@ def incremental_worker(spec: dict[str, Any]) -> Any:
         source.stage(warehouse, landing, dataset.partitions[0])
 
     started = time.perf_counter()
-    project = models.load_project(vars=MODEL_VARS)  # once, as a Dagster code location does at start-up
+    project = models.load_project(models_dir, vars=MODEL_VARS)  # once, as a Dagster code location does at start-up
     load_s = round(time.perf_counter() - started, 3)
     model = project.models[INCREMENTAL_MODEL]
 
@@ -215,15 +223,25 @@ def incremental_worker(spec: dict[str, Any]) -> Any:
         result = models.build_model(warehouse, project, model, full_refresh=full)
         if result.mode != ("full_rebuild" if full else "incremental"):
             raise RuntimeError(f"{INCREMENTAL_MODEL} built as {result.mode}, expected {'full' if full else 'incremental'}")
-        return round(time.perf_counter() - started, 3)
+        elapsed = round(time.perf_counter() - started, 3)
+        if full and postgres and spec.get("proposed"):
+            # proposed for models.py: statistics and the model's indexes right after a rebuild (the
+            # renamed table has neither); not counted in the full time, so the ratio is not flattered
+            for statement in (f"analyze marts.{INCREMENTAL_MODEL}", *PG_MART_INDEXES):
+                _execute(warehouse, statement)
+        return elapsed
 
     def work() -> dict[str, Any]:
-        result: dict[str, Any] = {"project_load_s": load_s, "full_s": [build(full=True), build(full=True)],
-                                  "incremental_s": []}
+        if spec.get("proposed") and postgres:
+            for statement in PG_INDEXES:
+                _execute(warehouse, statement)
+        result: dict[str, Any] = {"project_load_s": load_s, "proposed": bool(spec.get("proposed")),
+                                  "model_template_changed": models_dir is not None,
+                                  "full_s": [build(full=True), build(full=True)], "incremental_s": []}
         for _ in range(NEW_TICKS):
             new_tick()
             result["incremental_s"].append(build(full=False))
-        if postgres:
+        if postgres and not spec.get("proposed"):
             for statement in (*PG_INDEXES, *PG_MART_INDEXES):
                 _execute(warehouse, statement)
             result["indexes"] = [statement.split(" on ")[1] for statement in (*PG_INDEXES, *PG_MART_INDEXES)]
@@ -397,7 +415,7 @@ def _summaries(out: dict[str, Any]) -> None:
             f"({replay_['current_over_native']}× native, extrapolated from {replay_['current']['partitions_done']} ticks)")
     inc = out.get("incremental", {})
     parts = []
-    for engine in ("duckdb", "postgres"):
+    for engine in ("duckdb", "postgres", "postgres_proposed"):
         if engine in inc:
             figures = inc[engine]
             full, step = min(figures["full_s"]), statistics.median(figures["incremental_s"])
@@ -434,14 +452,16 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
                         "measured": f"{replay_['current_over_native']}× (extrapolated)",
                         "met": replay_["current_over_native"] <= 3})
     inc = out.get("incremental", {})
-    for engine, key in (("postgres", "incremental_indexed_s"), ("postgres", "incremental_s"), ("duckdb", "incremental_s")):
+    for engine, key, label in (("postgres", "incremental_s", "as built today"),
+                               ("postgres", "incremental_indexed_s", "with staging and mart indexes only"),
+                               ("postgres_proposed", "incremental_s", "with indexes + proposed merge and model filter"),
+                               ("duckdb", "incremental_s", "as built today")):
         figures = inc.get(engine)
         if figures and figures.get(key):
             share = statistics.median(figures[key]) / min(figures["full_s"])
-            label = "with the proposed indexes" if key.endswith("indexed_s") else "as built today"
-            targets.append({"target": f"incremental ≤ 1/20 of full rebuild at one year, {engine}, {label}",
+            targets.append({"target": f"incremental ≤ 1/20 of full rebuild at one year, {engine.split('_')[0]}, {label}",
                             "measured": f"1/{1 / share:.0f}" if share else "0",
-                            "met": share <= 1 / 20 if engine == "postgres" else None})
+                            "met": share <= 1 / 20 if engine.startswith("postgres") else None})
     for name, label in (("tfe_limiter", "as shipped"), ("tfe_limiter_proposed", f"proposed {PROPOSED_TFE_RATE}/s")):
         tfe = out.get(name, {})
         if "rate_per_s" in tfe:

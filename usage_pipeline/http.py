@@ -129,6 +129,16 @@ class Clock(Protocol):
     def now_utc(self) -> datetime: ...
 
 
+def _is_certificate_error(error: BaseException) -> bool:
+    """True when a TLS handshake failed on certificate verification (anywhere in the cause chain)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class SystemClock:
     """The real clock."""
 
@@ -499,6 +509,13 @@ class Session:
                 try:
                     response = self._client.send(request)
                 except httpx.TransportError as exc:  # timeouts, refused, reset, dropped: retried
+                    if _is_certificate_error(exc):  # retrying cannot fix trust: say what can
+                        raise errors.TransportError(
+                            self.vendor, account_id,
+                            f"{endpoint}: {method} {url}: the server's TLS certificate is not trusted "
+                            f"({redact(str(exc))[:200]}); if it comes from a private CA, point "
+                            "TFE_CA_BUNDLE (or SSL_CERT_FILE) at that CA's PEM file. Verification is never switched off.",
+                        ) from None
                     problem = f"{type(exc).__name__}: {redact(str(exc)) or 'no detail'}"
                 except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     raise errors.TransportError(self.vendor, account_id, f"{endpoint}: {method} {url}: "

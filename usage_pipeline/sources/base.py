@@ -28,6 +28,8 @@ STAGING_KEY_COLUMNS = (
     pa.field("partition_key", pa.string()),
     pa.field("loaded_at", pa.timestamp("us", tz="UTC")),
 )
+# partition replace deletes by (partition_key, account_id); incremental models read by loaded_at
+STAGING_INDEXES = (("partition_key", "account_id"), ("loaded_at",))
 PULL_CHECK = "all_accounts_pulled"
 STAGE_CHECK = "all_accounts_parsed"
 _reported_warnings: set[str] = set()
@@ -176,7 +178,7 @@ def staging_schema(schema: pa.Schema) -> pa.Schema:
 
 def ensure_staging_tables(warehouse: Warehouse, tables: Mapping[str, pa.Schema]) -> None:
     for table, schema in tables.items():
-        warehouse.ensure_table(table, staging_schema(schema))
+        warehouse.ensure_table(table, staging_schema(schema), indexes=STAGING_INDEXES)
 
 
 def stage_partition(
