@@ -62,16 +62,17 @@ def ours(spec: dict[str, Any]) -> Any:
 
 @method("ours_fast")
 def ours_fast(spec: dict[str, Any]) -> Any:
-    """The proposed path (bench_fastpath.py): strict Arrow JSON parser, accounts on a thread pool."""
-    from usage_pipeline.bench_fastpath import stage_thousandeyes
+    """The proposed path (bench_fastpath.py): strict Arrow JSON parser, accounts on a thread pool,
+    one warehouse connection for the stage call, and on PostgreSQL the proposed COPY."""
+    from usage_pipeline.bench_fastpath import SessionWarehouse, stage_thousandeyes
     from usage_pipeline.landing import LandingStore
-    from usage_pipeline.warehouse import Warehouse
 
-    warehouse, landing = Warehouse(url=spec["warehouse_url"]), LandingStore(root=spec["landing_root"])
+    warehouse, landing = SessionWarehouse(url=spec["warehouse_url"]), LandingStore(root=spec["landing_root"])
     warehouse.bootstrap()
 
     def work() -> int:
-        return sum(stage_thousandeyes(warehouse, landing, key).rows[TESTS_TABLE] for key in spec["partitions"])
+        with warehouse.session():
+            return sum(stage_thousandeyes(warehouse, landing, key).rows[TESTS_TABLE] for key in spec["partitions"])
     return work
 
 

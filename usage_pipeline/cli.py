@@ -19,7 +19,7 @@ from pathlib import Path
 from usage_pipeline import settings, timeutil
 from usage_pipeline.errors import BackfillRefused, ConfigError, UsagePipelineError
 
-DEMO_DAYS = 14
+DEMO_DAYS = 7
 DEMO_WORKATO_DAYS = 30
 
 
@@ -207,7 +207,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Sandbox → simulated history of ticks → marts → summary, all in this process."""
-    from usage_pipeline import operations
+    from usage_pipeline import definitions, operations
     from usage_pipeline.sandbox import SandboxServer
 
     started = time.monotonic()
@@ -216,6 +216,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with SandboxServer() as server:
         os.environ.update(server.env())
         config = settings.load()
+        defs, dagster_instance = definitions.build(config), operations.instance()
         end = server.clock.now()
         print(f"sandbox on {server.base_url}; simulating {args.days} days of ticks up to {end:%Y-%m-%d %H:%M} UTC", flush=True)
         failures = 0
@@ -223,14 +224,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for tick in operations.simulate_days(args.days, end=end):
             server.clock.set(tick)
             with timeutil.use_clock(server.clock):
-                summary = operations.run(config, only=observation, with_models=False)
+                summary = operations.run(config, only=observation, with_models=False, defs=defs,
+                                         dagster_instance=dagster_instance)
             failures += sum(not outcome.ok for outcome in summary.sources)
         server.clock.set(end)
         with timeutil.use_clock(server.clock):
             if "workato" in config.enabled():
                 last = (end - timedelta(days=1)).date()
-                operations.backfill(config, "workato", last - timedelta(days=DEMO_WORKATO_DAYS - 1), last)
-            summary = operations.run(config)
+                operations.backfill(config, "workato", last - timedelta(days=DEMO_WORKATO_DAYS - 1), last,
+                                    with_models=False, defs=defs, dagster_instance=dagster_instance)
+            summary = operations.run(config, defs=defs, dagster_instance=dagster_instance)
     _print_summary(summary)
     _print_demo_summary(config, time.monotonic() - started)
     return 0 if summary.ok and failures == 0 else 1

@@ -40,7 +40,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=75.0, write=30.0, pool=10.0)
 DEFAULT_LIMITS: dict[str, tuple[float, float]] = {
     "terraform_enterprise": (1.0, 1),  # 1 request/s per token, token bucket
     "hcp_terraform": (30.0, 10),  # 30/s per user; adapted from X-RateLimit-Limit
-    "thousandeyes": (240 / 60, 1),  # 240/min per organization, shared with its other tools
+    "thousandeyes": (240 / 60, 4),  # 240/min per organization (fixed window), shared with its other tools
     "workato": (1000 / 60, 10),  # 1,000/min for all usage endpoints
 }
 FALLBACK_LIMIT = (10.0, 10)

@@ -17,6 +17,7 @@ This module is what the rest of the package calls:
 
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -430,12 +431,17 @@ def model_asset(project: Project, model: Model, *, dialect: str = "duckdb",
     return _model_asset
 
 
+def _code_reference(path: Path) -> dg.CodeReferencesMetadataValue:
+    """"Open in editor" links in the UI; the classes are beta in Dagster 1.13, so their warning is muted."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.CodeReferencesMetadataValue(code_references=[dg.LocalFileCodeReference(file_path=str(path), line_number=1)])
+
+
 def _definition_metadata(project: Project, model: Model) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/table_name": model.relation.dotted,
-        "dagster/code_references": dg.CodeReferencesMetadataValue(
-            code_references=[dg.LocalFileCodeReference(file_path=str(model.path), line_number=1)]
-        ),
+        "dagster/code_references": _code_reference(model.path),
         "rendered_sql": dg.MetadataValue.md(f"```sql\n{project.render(model)}\n```"),
         "materialized": model.config.materialized,
     }

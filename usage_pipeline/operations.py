@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -48,9 +49,24 @@ class RunSummary:
         return self.models_ok and all(outcome.ok for outcome in self.sources)
 
 
+LOCAL_DAGSTER_YAML = """\
+# Local Dagster instance for `make demo` / `make ui` (SQLite under DAGSTER_HOME).
+# For PostgreSQL run/event/schedule storage see dagster.yaml.example.
+telemetry:
+  enabled: false
+"""
+
+
 def instance() -> dg.DagsterInstance:
     """The Dagster instance of DAGSTER_HOME (runs show in `make ui`), else an ephemeral one."""
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    config = Path(home) / "dagster.yaml"
+    if not config.exists():
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(LOCAL_DAGSTER_YAML)
+    return dg.DagsterInstance.get()
 
 
 def resources(config: Settings) -> dict[str, Any]:
@@ -65,11 +81,14 @@ def landing_of(config: Settings) -> LandingStore:
     return LandingStore(root=str(config.landing_dir))
 
 
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the CLI prints its own summary
+
+
 def run(config: Settings, *, only: Iterable[str] | None = None, with_models: bool = True,
-        dagster_instance: dg.DagsterInstance | None = None) -> RunSummary:
+        dagster_instance: dg.DagsterInstance | None = None, defs: dg.Definitions | None = None) -> RunSummary:
     """One tick of every configured source (or `only`), then every model downstream."""
     dagster_instance = dagster_instance or instance()
-    defs = definitions.build(config)
+    defs = defs or definitions.build(config)
     summary = RunSummary()
     for source in _selected(enabled_sources(config), only):
         keys = source.tick_partition_keys(timeutil.utcnow())
@@ -92,6 +111,7 @@ def materialize_source(source: ModuleType, config: Settings, defs: dg.Definition
         list(source_defs.assets or []) + list(source_defs.asset_checks or []),
         partition_key=partition_key,
         tags=tags,
+        run_config=QUIET_LOGS,
         resources=dict(defs.resources),
         instance=dagster_instance or instance(),
         raise_on_error=False,
@@ -102,7 +122,7 @@ def run_model_assets(defs: dg.Definitions, summary: RunSummary, *,
                      dagster_instance: dg.DagsterInstance | None = None) -> None:
     """Materialize every model asset (and the report) in dependency order, in one run."""
     job = defs.resolve_job_def("marts_job")
-    result = job.execute_in_process(instance=dagster_instance or instance(), raise_on_error=False)
+    result = job.execute_in_process(instance=dagster_instance or instance(), raise_on_error=False, run_config=QUIET_LOGS)
     if not result.success:
         summary.models_ok = False
         summary.model_problems.extend(_step_failures(result))
@@ -128,8 +148,8 @@ def replay(config: Settings, *, only: Iterable[str] | None = None,
     return staged
 
 
-def backfill(config: Settings, source_key: str, start: date, end: date, *,
-             dagster_instance: dg.DagsterInstance | None = None) -> RunSummary:
+def backfill(config: Settings, source_key: str, start: date, end: date, *, with_models: bool = True,
+             dagster_instance: dg.DagsterInstance | None = None, defs: dg.Definitions | None = None) -> RunSummary:
     """Backfill a windowed source over [start, end] as one run; observation sources refuse."""
     source = source_module(source_key)
     if not source.BACKFILLABLE:
@@ -144,7 +164,7 @@ def backfill(config: Settings, source_key: str, start: date, end: date, *,
     if source_key not in config.enabled():
         raise BackfillRefused(source_key, None, f"{source_key} is not configured: {config.disabled.get(source_key, '')}")
     dagster_instance = dagster_instance or instance()
-    defs = definitions.build(config)
+    defs = defs or definitions.build(config)
     result = materialize_source(
         source, config, defs, dagster_instance=dagster_instance,
         tags={"dagster/asset_partition_range_start": start.isoformat(), "dagster/asset_partition_range_end": end.isoformat()},
@@ -152,7 +172,8 @@ def backfill(config: Settings, source_key: str, start: date, end: date, *,
     outcome = SourceOutcome(source_key, partitions=[start.isoformat(), end.isoformat()])
     _collect(result, outcome)
     summary = RunSummary(sources=[outcome])
-    run_model_assets(defs, summary, dagster_instance=dagster_instance)
+    if with_models:
+        run_model_assets(defs, summary, dagster_instance=dagster_instance)
     return summary
 
 

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import httpx
 
 from usage_pipeline import http, timeutil
-from usage_pipeline.warehouse import Warehouse
+from usage_pipeline.warehouse import Tx, Warehouse
 
 log = logging.getLogger("usage_pipeline.soak")
 
@@ -106,3 +107,316 @@ def compressed_http(clock: VirtualClock, *, timeout_s: float | None = None) -> I
         yield clock
     finally:
         http.Session.__init__ = original  # type: ignore[method-assign]
+
+
+# ---------- the model project, parsed once per process
+
+
+_projects: dict[tuple[str, str, float], Any] = {}
+
+
+def cached_load_project(models_dir: Path | None = None, *, vars: Mapping[str, Any] | None = None) -> Any:
+    """`models.load_project` memoized on (folder, vars, newest file time): parsing the tree costs
+    over a second, and a soak or a test asks for it on every run. Install with `cached_models()`."""
+    from usage_pipeline import models
+
+    folder = Path(models_dir or models.DEFAULT_MODELS_DIR)
+    newest = max((path.stat().st_mtime for path in folder.rglob("*") if path.is_file()), default=0.0)
+    key = (str(folder.resolve()), json.dumps(dict(vars or {}), sort_keys=True, default=str), newest)
+    if key not in _projects:
+        _projects[key] = _ORIGINAL_LOAD_PROJECT(models_dir, vars=vars)
+    return _projects[key]
+
+
+@contextmanager
+def cached_models() -> Iterator[None]:
+    """Within: every `models.load_project` call (runs, replays, definitions) reuses one parse."""
+    from usage_pipeline import models
+
+    previous, models.load_project = models.load_project, cached_load_project
+    try:
+        yield
+    finally:
+        models.load_project = previous
+
+
+def _original_load_project() -> Callable[..., Any]:
+    from usage_pipeline import models
+
+    return models.load_project
+
+
+_ORIGINAL_LOAD_PROJECT = _original_load_project()
+
+
+# ---------- reading a warehouse on one connection (DuckDB connections cost ~10 ms each)
+
+
+class Reader:
+    """One read connection and the few catalogue questions the checks ask."""
+
+    def __init__(self, tx: Tx, dialect: str) -> None:
+        self._tx, self.dialect = tx, dialect
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        return self._tx.execute(sql, params)
+
+    def relations(self, schema: str) -> list[str]:
+        rows = self.execute("select table_name from information_schema.tables where table_schema = %s "
+                            "order by table_name", [schema])
+        return [f"{schema}.{name}" for (name,) in rows]
+
+    def columns(self, relation: str) -> list[tuple[str, str]]:
+        schema, name = relation.split(".")
+        return [(row[0], row[1]) for row in self.execute(
+            "select column_name, data_type from information_schema.columns where table_schema = %s "
+            "and table_name = %s order by ordinal_position", [schema, name])]
+
+
+@contextmanager
+def reading(warehouse: Warehouse) -> Iterator[Reader]:
+    with warehouse.connect(write=False) as connection:
+        yield Reader(Tx(connection, warehouse.dialect), warehouse.dialect)
+
+
+def relations(warehouse: Warehouse, schema: str) -> list[str]:
+    with reading(warehouse) as db:
+        return db.relations(schema)
+
+
+# ---------- the invariants: nothing lost
+
+
+@dataclass
+class LandingCheck:
+    """Every indexed response has its file with the recorded sha256 and size, and no file is unindexed."""
+
+    snapshots: int = 0
+    files: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def check_landing(warehouse: Warehouse, landing_root: str | Path) -> LandingCheck:
+    """Read back every file `raw.api_snapshots` points at; find files nobody points at."""
+    root = Path(landing_root)
+    result = LandingCheck()
+    indexed: set[str] = set()
+    rows = warehouse.query("select snapshot_id, landing_path, sha256, bytes from raw.api_snapshots order by snapshot_id")
+    seen_ids: Counter[str] = Counter()
+    for snapshot_id, landing_path, sha256, size in rows:
+        result.snapshots += 1
+        seen_ids[snapshot_id] += 1
+        indexed.add(landing_path)
+        path = root / landing_path
+        if not path.is_file():
+            result.problems.append(f"snapshot {snapshot_id}: landing file {landing_path} is missing")
+            continue
+        body = gzip.decompress(path.read_bytes())
+        if hashlib.sha256(body).hexdigest() != sha256 or len(body) != size:
+            result.problems.append(f"snapshot {snapshot_id}: {landing_path} does not match its recorded sha256/bytes")
+    result.problems += [f"snapshot {sid} indexed {n} times" for sid, n in seen_ids.items() if n > 1]
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if not path.is_file():
+                continue
+            result.files += 1
+            relative = path.relative_to(root).as_posix()
+            if relative not in indexed:
+                result.problems.append(f"file {relative} was landed but is not indexed in raw.api_snapshots")
+    return result
+
+
+def fetched_vs_landed(server: Any, warehouse: Warehouse) -> dict[str, tuple[int, int]]:
+    """Per vendor: (200 answers the sandbox completed, 200 snapshots landed); equal when nothing was lost.
+
+    A `slow` answer is left out: the client gave up on it before it came (a timeout, retried).
+    """
+    answered: Counter[str] = Counter(
+        request.vendor for request in server.requests_for()
+        if request.vendor and request.status == 200 and request.fault not in ("slow", "drop")
+    )
+    landed = dict(warehouse.query("select vendor, count(*) from raw.api_snapshots where status = 200 group by vendor"))
+    return {vendor: (answered.get(vendor, 0), int(landed.get(vendor, 0))) for vendor in sorted(set(answered) | set(landed))}
+
+
+# ---------- the invariants: nothing duplicated
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    if isinstance(value, float):
+        return round(value, 9)
+    if hasattr(value, "normalize") and hasattr(value, "as_tuple"):  # Decimal
+        return str(value.normalize())
+    return value
+
+
+def table_fingerprint(db: Reader, relation: str) -> tuple[int, str]:
+    """(row count, sha256 of the sorted rows), columns in name order, `loaded_at` aside."""
+    columns = sorted(name for name, _ in db.columns(relation) if name not in VOLATILE_COLUMNS)
+    if not columns:
+        return 0, ""
+    rows = db.execute(f"select {', '.join(chr(34) + c + chr(34) for c in columns)} from {relation}")
+    lines = sorted(json.dumps([_normal(value) for value in row], default=str) for row in rows)
+    return len(lines), hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def fingerprint(warehouse: Warehouse, schemas: Iterable[str] = ("marts",)) -> dict[str, tuple[int, str]]:
+    """A checksum of every relation of `schemas`: equal fingerprints, equal contents."""
+    with reading(warehouse) as db:
+        return {relation: table_fingerprint(db, relation) for schema in schemas for relation in db.relations(schema)}
+
+
+def fingerprint_diff(left: Mapping[str, tuple[int, str]], right: Mapping[str, tuple[int, str]]) -> list[str]:
+    """What differs between two fingerprints, in words (empty: identical)."""
+    problems = []
+    for relation in sorted(set(left) | set(right)):
+        a, b = left.get(relation), right.get(relation)
+        if a != b:
+            problems.append(f"{relation}: {a[0] if a else 'missing'} rows vs {b[0] if b else 'missing'} rows"
+                            + (" (same count, different rows)" if a and b and a[0] == b[0] else ""))
+    return problems
+
+
+@lru_cache(maxsize=4)
+def _grain_tests(models_dir: Path | None) -> tuple[tuple[str, Any], ...]:
+    from usage_pipeline import models
+
+    project = models.load_project(models_dir)
+    return tuple((model.relation.dotted, test) for model in project.models.values() for test in model.tests
+                 if test.kind in ("unique", "unique_combination"))
+
+
+def duplicate_grain_keys(warehouse: Warehouse, *, models_dir: Path | None = None) -> dict[str, int]:
+    """Per model with a declared grain (`unique` tests in _models.yml): how many keys repeat."""
+    from usage_pipeline.model_tests import failing_rows_sql
+
+    found: dict[str, int] = {}
+    with reading(warehouse) as db:
+        existing = {relation for schema in ("intermediate", "marts") for relation in db.relations(schema)}
+        for relation, test in _grain_tests(models_dir):
+            if relation not in existing:
+                continue
+            sql, params = failing_rows_sql(test, relation, warehouse.dialect)
+            count = db.execute(f"select count(*) from ({sql}) as failing", params or None)[0][0]
+            found[f"{relation} ({', '.join(test.columns)})"] = int(count)
+    return found
+
+
+def mixed_pulls(warehouse: Warehouse) -> list[str]:
+    """Staging partitions whose rows come from more than one pull (batch) of one account: must be none."""
+    problems = []
+    with reading(warehouse) as db:
+        for relation in db.relations("staging"):
+            names = {name for name, _ in db.columns(relation)}
+            if not {"snapshot_id", "partition_key", "account_id"} <= names:
+                continue
+            rows = db.execute(
+                f"select s.partition_key, s.account_id, count(distinct r.batch_id) from {relation} s "
+                "left join raw.api_snapshots r on r.snapshot_id = s.snapshot_id "
+                "group by s.partition_key, s.account_id having count(distinct r.batch_id) <> 1")
+            problems += [f"{relation} partition {key} account {account}: rows from {n} pulls"
+                         for key, account, n in rows]
+    return problems
+
+
+def copy_raw(source: Warehouse, target: Warehouse) -> int:
+    """Copy the raw index (snapshots and batches) into a fresh warehouse: what a replay starts from."""
+    target.bootstrap()
+    copied = 0
+    for table in RAW_TABLES:
+        columns = [name for name, _ in source.columns(table)]
+        rows = source.query_arrow(f"select {', '.join(columns)} from {table}")
+        copied += target.load_arrow(table, _typed(rows, table))
+    return copied
+
+
+def _typed(rows: Any, table: str) -> Any:
+    from usage_pipeline.landing import BATCH_SCHEMA, SNAPSHOT_SCHEMA
+
+    schema = SNAPSHOT_SCHEMA if table == "raw.api_snapshots" else BATCH_SCHEMA
+    return rows.select(schema.names).cast(schema) if rows.num_rows else rows
+
+
+def replay_into(config: Any, target_url: str) -> Warehouse:
+    """`usage-pipeline replay` into a fresh warehouse from the same raw index and landing folder."""
+    import dataclasses
+
+    from usage_pipeline import operations
+
+    source, target = Warehouse(url=config.warehouse_url), Warehouse(url=target_url)
+    copy_raw(source, target)
+    operations.replay(dataclasses.replace(config, warehouse_url=target_url))
+    return target
+
+
+# ---------- the invariant: no secret anywhere
+
+
+def secret_forms(secrets: Mapping[str, str], *, emails: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each secret as it could leak: itself, URL-encoded, and as an HTTP basic credential."""
+    import base64
+    from urllib.parse import quote
+
+    forms: dict[str, str] = {}
+    for name, secret in secrets.items():
+        forms[f"{name} token"] = secret
+        forms[f"{name} token (url-encoded)"] = quote(secret, safe="")
+        forms[f"{name} token (base64)"] = base64.b64encode(secret.encode()).decode()
+        email = (emails or {}).get(name)
+        if email:
+            forms[f"{name} basic auth"] = base64.b64encode(f"{email}:{secret}".encode()).decode()
+    return forms
+
+
+def secret_hits_in_text(forms: Mapping[str, str], where: str, text: str | bytes) -> list[str]:
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
+    return [f"{name} in {where}" for name, value in forms.items() if value.encode() in data]
+
+
+def secret_hits_in_folder(forms: Mapping[str, str], folder: str | Path) -> tuple[int, list[str]]:
+    """Scan every file under `folder` (gzip files decompressed): (files scanned, hits)."""
+    hits, files = [], 0
+    for path in sorted(Path(folder).rglob("*")) if Path(folder).is_dir() else []:
+        if not path.is_file():
+            continue
+        files += 1
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            try:
+                data = gzip.decompress(data)
+            except OSError:
+                pass
+        hits += secret_hits_in_text(forms, str(path), data)
+    return files, hits
+
+
+TEXT_TYPES = ("character varying", "varchar", "text", "json", "jsonb", "character")
+
+
+def secret_hits_in_warehouse(forms: Mapping[str, str], warehouse: Warehouse) -> tuple[int, list[str]]:
+    """Search every text column of every table and view for every form: (columns scanned, hits)."""
+    hits, scanned = [], 0
+    values = list(forms.items())
+    with reading(warehouse) as db:
+        rows = db.execute(
+            "select table_schema, table_name, column_name, data_type from information_schema.columns "
+            "where table_schema in ('raw', 'staging', 'intermediate', 'marts') order by 1, 2, ordinal_position")
+        by_table: dict[str, list[str]] = {}
+        for schema, table, column, data_type in rows:
+            kind = str(data_type).lower()
+            if kind in TEXT_TYPES or kind.startswith(("varchar", "character")):
+                by_table.setdefault(f"{schema}.{table}", []).append(column)
+        for relation, columns in by_table.items():
+            scanned += len(columns)
+            checks = ", ".join(f"sum(case when strpos(\"{column}\", %s) > 0 then 1 else 0 end)"
+                               for column in columns for _ in values)
+            counts = db.execute(f"select {checks} from {relation}", [v for _ in columns for _, v in values])[0]
+            pairs = [(column, name) for column in columns for name, _ in values]
+            hits += [f"{name} in {relation}.{column} ({int(n)} rows)" for (column, name), n in zip(pairs, counts) if n]
+    return scanned, hits
+
+
+class SuiteFigures(UserWarning):
+    """The reliability suite's figures, shown in pytest's warnings summary (xdist keeps no stdout)."""

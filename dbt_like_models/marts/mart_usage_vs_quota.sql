@@ -158,6 +158,8 @@ forecast as (
         end as burn_rate_per_day,
         case
             when included is null or used >= included or elapsed_s <= 0 or used_since_first <= 0 then null
+            -- beyond ~10 years the date is meaningless (and overflows interval arithmetic): no date
+            when (included - used) * elapsed_s / used_since_first > 315360000 then null
             -- whole seconds, rounded up: a float a hair below midnight must not move the date back
             else observed_at
                 + cast(ceil((included - used) * elapsed_s / used_since_first) as bigint) * interval 1 second
