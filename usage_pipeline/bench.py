@@ -58,10 +58,10 @@ def main(sizes: Sequence[int] | None = None, repeat: int = 3, *, scenarios: bool
          out_dir: Path | None = None, methods: Sequence[str] | None = None,
          log: Callable[[str], None] | None = None) -> int:
     """Run the benchmark; print the table; write the JSON. 0 when every method ran and agreed."""
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    started = time.monotonic()
+    log = log or (lambda message: print(f"{message}  (+{time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True))
     sizes = list(sizes or DEFAULT_SIZES)
     repeat = max(1, int(repeat))
-    started = time.monotonic()
     results: dict[str, Any] = {"started_at": _now(), "machine": machine(), "config": {
         "sizes": sizes, "repeat": repeat, "seed": bench_data.SEED, "tests_per_file": bench_data.TESTS_PER_FILE,
         "gzip_level": bench_data.GZIP_LEVEL}, "loads": [], "targets": [], "scenarios": {}}

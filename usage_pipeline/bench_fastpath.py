@@ -279,6 +279,10 @@ class SessionWarehouse(Warehouse):
         def held() -> Any:
             if getattr(self, "_held", None) is None:
                 with Warehouse.connect(self, write=True) as connection:
+                    if self.dialect == "postgres":
+                        # reads must not leave a transaction open: `transaction()` would become a
+                        # savepoint inside it and every write would be rolled back at close
+                        connection.autocommit = True
                     object.__setattr__(self, "_held", connection)
                     try:
                         yield connection

@@ -93,10 +93,40 @@ def test_bench_digest_is_the_same_on_postgres(small, tmp_path, postgres_server):
     warehouse = Warehouse(url=pg_url)
     bench_data.index(warehouse, dataset)
 
-    on_duckdb, on_postgres = run("ours", dataset, duckdb_url), run("pg_ours_stage", dataset, pg_url)
+    proposed_url = postgres_server.create_database()
+    bench_data.index(Warehouse(url=proposed_url), dataset)
 
-    assert on_postgres["rows"] == dataset.expected_rows
-    assert on_postgres["digest"] == on_duckdb["digest"]
+    on_duckdb, on_postgres = run("ours", dataset, duckdb_url), run("pg_ours_stage", dataset, pg_url)
+    proposed = run("pg_ours_fast_stage", dataset, proposed_url)  # timestamps pre-rendered, queued COPY
+
+    assert on_postgres["rows"] == proposed["rows"] == dataset.expected_rows
+    assert on_postgres["digest"] == proposed["digest"] == on_duckdb["digest"]
+
+
+def test_bench_replay_paths_write_identical_staging(tmp_path):
+    """Today's tick-by-tick replay, the proposed bulk replay and DuckDB's native ceiling: same four tables."""
+    from usage_pipeline.bench_fastpath import SessionWarehouse, replay_thousandeyes
+    from usage_pipeline.landing import LandingStore
+    from usage_pipeline.sources import source_module
+    from usage_pipeline.sources.thousandeyes.parse import SCHEMAS
+
+    dataset = bench_data.write_thousandeyes_history(tmp_path / "landing", orgs=3, hours=6, tests_per_org=7)
+    template = bench.prepare_duckdb_template(tmp_path / "template.duckdb", dataset)
+    current, proposed, native = (copy_of(template, tmp_path, name) for name in ("current", "proposed", "native"))
+    landing = LandingStore(root=str(dataset.root))
+    for key in dataset.partitions:
+        source_module("thousandeyes").stage(Warehouse(url=current), landing, key)
+    bulk = SessionWarehouse(url=proposed)
+    with bulk.session():
+        replay_thousandeyes(bulk, landing, chunk=4, workers=1)
+    bench_methods.duckdb_replay_native({"warehouse_url": native, "landing_root": str(dataset.root),
+                                        "loaded_at": bench.LOADED_AT, "max_object_bytes": 1 << 24})()
+
+    for table, schema in SCHEMAS.items():
+        columns = ", ".join(f'"{name}"' for name in [*schema.names, "account_id", "partition_key"])
+        rows = [sorted(Warehouse(url=url, read_only=True).query(f"select {columns} from {table}"), key=repr)
+                for url in (current, proposed, native)]
+        assert rows[0] and rows[0] == rows[1] == rows[2], table
 
 
 # ---------- the proposed fast parser: the reference parser's twin, or it steps aside

@@ -214,7 +214,10 @@ final as (
             when used > included then 'over'
             when included > 0 and share_used >= {{ var('at_risk_share', 0.8) }} then 'at_risk'
             when projected > included then 'at_risk'
-            when forecast_exhausted_date is not null then 'at_risk'
+            -- runs out before the period ends; an open-ended period (no end date) only within the horizon
+            when forecast_exhausted_date is not null
+                and (period_end is not null
+                     or forecast_exhausted_date <= usage_date + {{ var('at_risk_horizon_days', 30) }}) then 'at_risk'
             else 'ok'
         end as status,
         forecast_exhausted_date,
