@@ -1,27 +1,6 @@
 {{ config(materialized='view') }}
 
--- Workato contributes no quota rows, on purpose. The usage API reports usage only; the
--- Embedded contract's task allowance is in no API we call. A row with included = null would
--- claim "unlimited", which nobody knows; no row lets marts.mart_usage_vs_quota say
--- `no_quota`. The columns are the shared quota shape, so fct_quota unions every vendor alike.
+-- Workato contributes no quota rows, on purpose: the usage API reports usage only, and the
+-- Embedded contract's task allowance is in no API we call (see the no_quota_rows macro).
 
-with
-
-final as (
-
-    select
-        cast(null as varchar) as snapshot_id,
-        cast(null as varchar) as vendor,
-        cast(null as varchar) as account_id,
-        cast(null as varchar) as unit,
-        cast(null as timestamptz) as period_start,
-        cast(null as timestamptz) as period_end,
-        cast(null as bigint) as included,
-        cast(null as timestamptz) as observed_at,
-        cast(null as timestamptz) as loaded_at,
-        cast(null as varchar) as partition_key
-    where false
-
-)
-
-select * from final
+{{ no_quota_rows() }}
