@@ -306,3 +306,21 @@ def test_marts_models_are_documented_with_their_grain(name: str) -> None:
     documented = {column.name for column in model.columns if column.description}
     assert documented == set(model.output_columns)
     assert model.tests
+
+
+# Regression: an open-ended period (an HCP subscription with no end-at) marked every account
+# with any growth at_risk, whatever how far away the forecast date was.
+@pytest.mark.parametrize("growth_per_day, status", [(10, "ok"), (100, "at_risk")])
+def test_mart_usage_vs_quota_open_ended_period_is_at_risk_only_within_the_horizon(warehouse: Warehouse,
+                                                                                growth_per_day, status) -> None:
+    def row(observed: str, used: int) -> dict:
+        return {**used_row("open", observed, used, vendor="hcp_terraform", unit="managed_resources"), "period_end": None}
+    units = [row("2026-11-10 00:00", 1000), row("2026-11-20 00:00", 1000 + 10 * growth_per_day)]
+    quota = [{**quota_row("open", "2026-11-20 00:00", 5000, vendor="hcp_terraform", unit="managed_resources"),
+              "period_end": None}]
+    table = models.unit_test(warehouse, "mart_usage_vs_quota", models_dir=MODELS_DIR, given={
+        "fct_units_used": pa.Table.from_pylist(units, UNITS_USED), "fct_quota": pa.Table.from_pylist(quota, QUOTA)})
+    latest = [r for r in table.to_pylist() if r["is_latest"]]
+    assert len(latest) == 1 and latest[0]["forecast_exhausted_date"] is not None  # a date is always shown
+    # 10/day leaves 3,900 for 390 days (past 30); 100/day leaves 3,000 for 30 days (within)
+    assert latest[0]["status"] == status
