@@ -8,8 +8,10 @@ ratios are what the targets are about (issue 12). Results: a table on stdout and
 `bench/results/<timestamp>.json`.
 
 Layout: bench_data.py (deterministic raw snapshots), bench_methods.py (one measurement per
-process), bench_fastpath.py (the proposed faster staging path), bench_scenarios.py (replay,
-incremental marts, the TFE limiter, Dagster overhead), bench_pg.py (a throwaway PostgreSQL).
+process), bench_scenarios.py with bench_replay.py and bench_extras.py (replay, incremental
+marts, the TFE limiter, other sources, Dagster's cost), bench_fastpath.py and
+bench_warehouse.py (the proposed faster paths, measured before adoption), bench_pg.py (a
+throwaway PostgreSQL).
 """
 
 from __future__ import annotations

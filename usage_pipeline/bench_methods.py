@@ -64,7 +64,8 @@ def ours(spec: dict[str, Any]) -> Any:
 def ours_fast(spec: dict[str, Any]) -> Any:
     """The proposed path (bench_fastpath.py): strict Arrow JSON parser, accounts on a thread pool,
     one warehouse connection for the stage call, and on PostgreSQL the proposed COPY."""
-    from usage_pipeline.bench_fastpath import SessionWarehouse, stage_thousandeyes
+    from usage_pipeline.bench_fastpath import stage_thousandeyes
+    from usage_pipeline.bench_warehouse import SessionWarehouse
     from usage_pipeline.landing import LandingStore
 
     warehouse, landing = SessionWarehouse(url=spec["warehouse_url"]), LandingStore(root=spec["landing_root"])
@@ -121,78 +122,6 @@ def duckdb_json_transform(spec: dict[str, Any]) -> Any:
     reader = (f"select filename, unnest(json_transform(json, '{shape}').usage.tests) as t "
               f"from read_json_objects(?, filename=true, maximum_object_size={int(spec['max_object_bytes'])})")
     return _duckdb_native(spec, reader)
-
-
-@method("duckdb_replay_native")
-def duckdb_replay_native(spec: dict[str, Any]) -> Any:
-    """DuckDB reads every raw file itself and writes all four ThousandEyes staging tables (replay's ceiling).
-
-    Same columns as the parser's; not its checks (no type or required-field errors, no
-    warnings, no organization rule, no #n suffix for a repeated agent): a ceiling, not a parser.
-    """
-    import duckdb
-
-    from usage_pipeline.sources.thousandeyes import constants
-    from usage_pipeline.sources.thousandeyes.parse import _QUOTA_FIELDS, _USAGE_NUMBERS
-    from usage_pipeline.warehouse import Warehouse
-
-    path = str(Warehouse(url=spec["warehouse_url"]).duckdb_path)
-    root = spec["landing_root"].rstrip("/") + "/"
-    agent = {"aid": "VARCHAR", "accountGroupName": "VARCHAR", "agentId": "VARCHAR", "vagentId": "VARCHAR",
-             "agentName": "VARCHAR", "enterpriseUnitsUsed": "BIGINT", "enterpriseUnitsProjected": "BIGINT"}
-    shape = {"usage": {
-        "quota": {"monthStart": "VARCHAR", "monthEnd": "VARCHAR", **{name: "BIGINT" for name in _QUOTA_FIELDS}},
-        "allocations": {"used": "BIGINT", "projected": "BIGINT"}, **{name: "BIGINT" for name in _USAGE_NUMBERS},
-        "tests": [_TEST_STRUCT], "enterpriseAgentUnits": [agent],
-        **{array: [{"aid": "VARCHAR", "accountGroupName": "VARCHAR", count: "BIGINT"}]
-           for array, count in constants.AGENT_CLASSES.values()}}}
-    usage_columns = [f"u.quota.{name} as {column}" for name, column in _QUOTA_FIELDS.items()]
-    usage_columns += [f"u.{name} as {column}" for name, column in _USAGE_NUMBERS.items()]
-    counts = " union all ".join(
-        f"select snapshot_id, observed_at, account_id, partition_key, loaded_at, '{agent_class}' as agent_class, "
-        f"e.aid, e.accountGroupName as account_group_name, e.{count} as agents_used "
-        f"from (select *, unnest(u.{array}) as e from docs)"
-        for agent_class, (array, count) in constants.AGENT_CLASSES.items())
-    lineage = "snapshot_id, observed_at"
-    keys = "account_id, partition_key, loaded_at"
-
-    def work() -> dict[str, Any]:
-        connection = duckdb.connect(path)
-        try:
-            connection.execute("set TimeZone = 'UTC'")
-            connection.begin()
-            files = [root + relative for (relative,) in connection.execute(
-                "select landing_path from raw.api_snapshots where vendor = 'thousandeyes' order by landing_path").fetchall()]
-            text = json.dumps(shape).replace("'", "''")
-            connection.execute(
-                f"create temp table docs as select s.snapshot_id, s.fetched_at as observed_at, s.account_id, "
-                f"s.partition_key, ?::timestamptz as loaded_at, json_transform(j.json, '{text}').usage as u "
-                f"from read_json_objects(?, filename=true, maximum_object_size={int(spec['max_object_bytes'])}) j "
-                f"join raw.api_snapshots s on ? || s.landing_path = j.filename", [spec["loaded_at"], files, root])
-            connection.execute(
-                f"insert into staging.stg_thousandeyes__usage by name select {lineage}, {keys}, 'v7' as api_version, "
-                "cast(u.quota.monthStart as timestamptz) as period_start, cast(u.quota.monthEnd as timestamptz) as period_end, "
-                "'iso_offset' as period_zone_basis, u.allocations.used as allocations_used, "
-                "u.allocations.projected as allocations_projected, u.tests is not null as has_test_breakdown, "
-                f"u.enterpriseAgentUnits is not null as has_agent_unit_breakdown, {', '.join(usage_columns)} from docs")
-            connection.execute(
-                f"insert into {TESTS_TABLE} by name select {lineage}, {keys}, t.aid, t.accountGroupName as account_group_name, "
-                "t.testId as test_id, t.testName as test_name, t.testType as test_type, t.cloudUnitsUsed as cloud_units_used, "
-                "t.cloudUnitsProjected as cloud_units_projected from (select *, unnest(u.tests) as t from docs)")
-            connection.execute(
-                f"insert into staging.stg_thousandeyes__agent_units by name select {lineage}, {keys}, a.aid, "
-                "a.accountGroupName as account_group_name, coalesce(a.vagentId, a.agentId, 'name:' || a.agentName) as agent_key, "
-                "a.agentId as agent_id, a.vagentId as vagent_id, a.agentName as agent_name, "
-                "a.enterpriseUnitsUsed as enterprise_units_used, a.enterpriseUnitsProjected as enterprise_units_projected "
-                "from (select *, unnest(u.enterpriseAgentUnits) as a from docs)")
-            connection.execute(f"insert into staging.stg_thousandeyes__agent_counts by name {counts}")
-            tables = {table: int(connection.execute(f"select count(*) from {table}").fetchone()[0])
-                      for table in constants.STAGING_TABLES}
-            connection.commit()
-            return {"rows": tables[TESTS_TABLE], "tables": tables}
-        finally:
-            connection.close()
-    return work
 
 
 @method("pandas")
@@ -279,7 +208,7 @@ def pg_ours_queued(spec: dict[str, Any]) -> Any:
     """The proposed `Tx.load_arrow` on PostgreSQL: the same CSV, rendered while the previous batch is sent."""
     import pyarrow.parquet as pq
 
-    from usage_pipeline.bench_fastpath import copy_arrow_postgres
+    from usage_pipeline.bench_warehouse import copy_arrow_postgres
     from usage_pipeline.warehouse import Warehouse
 
     rows = pq.read_table(spec["parquet"])
@@ -325,6 +254,16 @@ def pg_ours_stage(spec: dict[str, Any]) -> Any:
 def pg_ours_fast_stage(spec: dict[str, Any]) -> Any:
     """The proposed staging path on PostgreSQL: fast parse + COPY."""
     return ours_fast(spec)
+
+
+def step(worker: Callable[[dict[str, Any]], dict[str, Any]], spec: dict[str, Any], log: Callable[[str], None],
+         what: str) -> dict[str, Any]:
+    """Run one scenario measurement through `worker` (bench._worker: a fresh process); its error raised."""
+    log(f"[bench] scenario: {what}")
+    result = worker(spec)
+    if result.get("error"):
+        raise RuntimeError(result["error"])
+    return result
 
 
 # ---------- the row digest: the same multiset of rows, whatever the engine

@@ -50,16 +50,17 @@ VOLATILE_COLUMNS = frozenset({"loaded_at", "recorded_at"})
 
 
 class VirtualClock:
-    """An `http.Clock` whose sleeps advance a virtual offset instead of blocking.
+    """Compressed real time: `sleep()` advances an offset instead of blocking.
 
-    `monotonic()` is the real monotonic time plus every second "slept", so budgets, limiters
-    and backoff see time pass exactly as in production; `now_utc()` is the pipeline clock
-    (the sandbox's, under `timeutil.use_clock`). Thread-safe; it records every wait.
+    `monotonic()` and `now_utc()` are the real clock plus every second "slept", so retry budgets,
+    backoff, limiters and server wait hints see time pass exactly as in production. Thread-safe;
+    it records every wait.
     """
 
     def __init__(self) -> None:
         self._offset = 0.0
         self._lock = threading.Lock()
+        self._limiters: dict[str, http.RateLimiter] = {}
         self.waits: list[float] = []
 
     def monotonic(self) -> float:
@@ -73,40 +74,52 @@ class VirtualClock:
                 self.waits.append(seconds)
 
     def now_utc(self) -> datetime:
-        return timeutil.utcnow()
+        with self._lock:
+            return datetime.now(UTC) + timedelta(seconds=self._offset)
 
     @property
     def waited_s(self) -> float:
         with self._lock:
             return sum(self.waits)
 
+    def limiter(self, key: str, rate_per_s: float, burst: float) -> http.RateLimiter:
+        """One limiter per key on this clock (as `http.limiter_for` keeps one per token)."""
+        with self._lock:
+            if key not in self._limiters:
+                self._limiters[key] = http.RateLimiter(rate_per_s, burst, clock=self)
+            return self._limiters[key]
+
 
 @contextmanager
 def compressed_http(clock: VirtualClock, *, timeout_s: float | None = None) -> Iterator[VirtualClock]:
-    """Every `http.Session` made inside runs its waits on `clock` (and reads with `timeout_s`).
+    """Every wait of the HTTP layer made inside runs on `clock` (and reads time out after `timeout_s`).
 
-    No client resource takes a clock, retry policy or timeout through its configuration, so
-    this wraps `http.Session.__init__` for the duration: the session, its retries, its limiter
-    and its error handling are the production code; only where it sleeps changes. A limiter
-    made on the real clock (HCP's shared per-user one) is swapped for one on `clock`.
+    No client resource takes a clock, retry policy or timeout through its configuration, so this
+    swaps, for the duration: the real clock's `sleep` and `monotonic` (its `now_utc` stays real,
+    so server wait hints are read as in production, and `fetched_at` stays on the pipeline clock),
+    every session's limiter for one on `clock`, and, when given, the read timeout. The session,
+    its retries, limiter logic and errors are the production code; only where it waits changes.
     """
-    original = http.Session.__init__
+    system, original_init = http.SYSTEM_CLOCK, http.Session.__init__
 
     def init(self: http.Session, vendor: str, base_url: str, **kw: Any) -> None:
         if kw.get("clock") is None or isinstance(kw["clock"], http.SystemClock):
-            kw["clock"] = clock
-        limiter = kw.get("limiter")
-        if limiter is not None and isinstance(getattr(limiter, "_clock", None), http.SystemClock):
-            kw["limiter"] = http.limiter_for(f"{vendor}:soak", limiter.rate_per_s, limiter.burst, clock=clock)
+            kw["clock"] = system  # HCP's pipeline clock included: in production both read the same time
+        given = kw.get("limiter")
+        rate, burst = (given.rate_per_s, given.burst) if given is not None else \
+            http.DEFAULT_LIMITS.get(vendor, http.FALLBACK_LIMIT)
+        kw["limiter"] = clock.limiter(vendor, rate, burst)
         if timeout_s is not None:
             kw["timeout"] = httpx.Timeout(timeout_s)
-        original(self, vendor, base_url, **kw)
+        original_init(self, vendor, base_url, **kw)
 
+    system.monotonic, system.sleep = clock.monotonic, clock.sleep  # type: ignore[method-assign]
     http.Session.__init__ = init  # type: ignore[method-assign]
     try:
         yield clock
     finally:
-        http.Session.__init__ = original  # type: ignore[method-assign]
+        http.Session.__init__ = original_init  # type: ignore[method-assign]
+        del system.monotonic, system.sleep  # the class's real methods again
 
 
 # ---------- the model project, parsed once per process
@@ -280,6 +293,22 @@ def fingerprint_diff(left: Mapping[str, tuple[int, str]], right: Mapping[str, tu
             problems.append(f"{relation}: {a[0] if a else 'missing'} rows vs {b[0] if b else 'missing'} rows"
                             + (" (same count, different rows)" if a and b and a[0] == b[0] else ""))
     return problems
+
+
+def differing_columns(left: Warehouse, right: Warehouse, relation: str) -> list[str]:
+    """The columns of `relation` whose sorted values differ between two warehouses (for reports)."""
+    def values(warehouse: Warehouse) -> dict[str, str]:
+        with reading(warehouse) as db:
+            names = [name for name, _ in db.columns(relation) if name not in VOLATILE_COLUMNS]
+            found = {}
+            for name in names:
+                rows = db.execute(f'select "{name}" from {relation}')
+                lines = sorted(json.dumps(_normal(row[0]), default=str) for row in rows)
+                found[name] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+            return found
+
+    a, b = values(left), values(right)
+    return sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
 
 
 @lru_cache(maxsize=4)

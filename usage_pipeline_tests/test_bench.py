@@ -105,7 +105,8 @@ def test_bench_digest_is_the_same_on_postgres(small, tmp_path, postgres_server):
 
 def test_bench_replay_paths_write_identical_staging(tmp_path):
     """Today's tick-by-tick replay, the proposed bulk replay and DuckDB's native ceiling: same four tables."""
-    from usage_pipeline.bench_fastpath import SessionWarehouse, replay_thousandeyes
+    from usage_pipeline.bench_replay import duckdb_replay_native, replay_thousandeyes
+    from usage_pipeline.bench_warehouse import SessionWarehouse
     from usage_pipeline.landing import LandingStore
     from usage_pipeline.sources import source_module
     from usage_pipeline.sources.thousandeyes.parse import SCHEMAS
@@ -119,7 +120,7 @@ def test_bench_replay_paths_write_identical_staging(tmp_path):
     bulk = SessionWarehouse(url=proposed)
     with bulk.session():
         replay_thousandeyes(bulk, landing, chunk=4, workers=1)
-    bench_methods.duckdb_replay_native({"warehouse_url": native, "landing_root": str(dataset.root),
+    duckdb_replay_native({"warehouse_url": native, "landing_root": str(dataset.root),
                                         "loaded_at": bench.LOADED_AT, "max_object_bytes": 1 << 24})()
 
     for table, schema in SCHEMAS.items():

@@ -22,7 +22,6 @@ from reliability_support import (  # noqa: F401 (all_logs and figures are fixtur
     Scenario,
     all_logs,
     figures,
-    real_now,
     run_scenario,
 )
 
@@ -31,7 +30,7 @@ from reliability_support import (  # noqa: F401 (all_logs and figures are fixtur
 def test_a_recoverable_fault_on_every_source_is_retried_away_and_loses_nothing(
         scenario: Scenario, warehouse, tmp_path, monkeypatch, request, all_logs, figures):
     pipeline = Harness(warehouse=warehouse, tmp_path=tmp_path, monkeypatch=monkeypatch, request=request,
-                       timeout_s=scenario.timeout_s, now=real_now() if scenario.real_now else None)
+                       timeout_s=scenario.timeout_s)
     try:
         run_scenario(pipeline, scenario, caplog=all_logs, figures=figures)
         retries = re.findall(r"(\w+) \[account [^]]*\]: \w+: (HTTP \d+|\w*(?:Timeout|Error)\w*).*; retry \d+ in ([\d.]+) s",
