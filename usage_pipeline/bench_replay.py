@@ -192,6 +192,7 @@ def _replay_chunk(job: tuple[str, list[tuple[str, str, list[Snapshot]]], datetim
         except UsagePipelineError as error:
             reads.setdefault(key, {})[account] = error
     dicts: dict[str, list[dict[str, Any]]] = {table: [] for table in SCHEMAS}
+    owners: dict[str, tuple[list[str], list[str]]] = {table: ([], []) for table in SCHEMAS}  # account, tick per row
     arrows: dict[str, list[pa.Table]] = {table: [] for table in SCHEMAS}
     staged: list[tuple[str, str]] = []
     failed = 0
@@ -209,10 +210,18 @@ def _replay_chunk(job: tuple[str, list[tuple[str, str, list[Snapshot]]], datetim
                 if isinstance(rows, pa.Table):
                     arrows[table].append(to_arrow(rows, schema, **keys_of_rows))
                 else:
-                    dicts[table].extend({**row, **keys_of_rows} for row in rows)
+                    dicts[table].extend(rows)
+                    owners[table][0].extend([account] * len(rows))
+                    owners[table][1].extend([key] * len(rows))
     # one typed table per chunk, in few large chunks: DuckDB scans a thousand tiny ones slowly
-    tables = {table: pa.concat_tables([*arrows[table], pa.Table.from_pylist(dicts[table], schema=base.staging_schema(schema))])
-              .combine_chunks() for table, schema in SCHEMAS.items()}
+    tables = {}
+    for table, schema in SCHEMAS.items():
+        accounts, ticks = owners[table]
+        rows = pa.Table.from_pylist(dicts[table], schema=schema)
+        key = base.STAGING_KEY_COLUMNS
+        rows = (rows.append_column(key[0], pa.array(accounts, key[0].type)).append_column(key[1], pa.array(ticks, key[1].type))
+                .append_column(key[2], pa.repeat(pa.scalar(loaded_at, key[2].type), rows.num_rows)))
+        tables[table] = pa.concat_tables([*arrows[table], rows]).combine_chunks()
     return tables, staged, failed
 
 

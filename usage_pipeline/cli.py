@@ -27,8 +27,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import warnings
+
+    import dagster as dg
+
     from usage_pipeline import http
 
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)  # Dagster's own notes on beta APIs we rely on
     http.install_log_redaction()
     try:
         return args.handler(args)
