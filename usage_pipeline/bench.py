@@ -10,7 +10,7 @@ ratios are what the targets are about (issue 12). Results: a table on stdout and
 Layout: bench_data.py (deterministic raw snapshots), bench_methods.py (one measurement per
 process), bench_scenarios.py with bench_replay.py and bench_extras.py (replay, incremental
 marts, the TFE limiter, other sources, Dagster's cost), bench_fastpath.py and
-bench_warehouse.py (the proposed faster paths, measured before adoption), bench_pg.py (a
+bench_warehouse.py (the proposed faster paths, measured before adoption), pgserver.py (a
 throwaway PostgreSQL).
 """
 
@@ -329,7 +329,7 @@ def _load_average() -> list[float]:
 
 
 def _start_postgres(results: dict[str, Any], log: Callable[[str], None]) -> Any:
-    from usage_pipeline.bench_pg import ThrowawayPostgres
+    from usage_pipeline.pgserver import ThrowawayPostgres
 
     server = ThrowawayPostgres()
     try:

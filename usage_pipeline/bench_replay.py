@@ -64,7 +64,7 @@ def replay(root: Path, worker: Callable[[dict[str, Any]], dict[str, Any]], log: 
         "proposed_over_native": round(proposed_s / native_s, 2),
         "current_over_native": round(current["extrapolated_s"] / native_s, 1),
         "note": ("native = DuckDB read_json_objects + json_transform writing the same four ThousandEyes staging "
-                 "tables (identical rows, without the parser's checks); proposed = bench_fastpath.replay_thousandeyes; "
+                 "tables (identical rows, without the parser's checks); proposed = bench_replay.replay_thousandeyes; "
                  "current = thousandeyes.stage() tick by tick (what `usage-pipeline replay` runs today), sampled for "
                  f"{CURRENT_REPLAY_BUDGET_S:.0f} s and extrapolated linearly."),
     }
@@ -72,7 +72,7 @@ def replay(root: Path, worker: Callable[[dict[str, Any]], dict[str, Any]], log: 
 
 @method("replay_bulk")
 def replay_bulk(spec: dict[str, Any]) -> Any:
-    """The proposed replay (bench_fastpath.replay_thousandeyes): one connection, a week of ticks per transaction."""
+    """The proposed replay (`replay_thousandeyes` below): one connection, a week of ticks per transaction."""
     from usage_pipeline.bench_warehouse import SessionWarehouse
     from usage_pipeline.landing import LandingStore
 

@@ -79,7 +79,8 @@ def incremental(root: Path, worker: Callable[[dict[str, Any]], dict[str, Any]], 
     out: dict[str, Any] = {"model": INCREMENTAL_MODEL, "new_ticks": NEW_TICKS}
     copy = root / "incremental.duckdb"
     shutil.copyfile(year, copy)
-    spec = {"method": "incremental", "landing_root": str(root / "landing"), "history_duckdb": str(year)}
+    spec = {"method": "incremental", "landing_root": str(root / "landing"), "history_duckdb": str(year),
+            "scratch": str(root)}
     out["duckdb"] = step(worker, {**spec, "warehouse_url": f"duckdb:///{copy}"}, log, "incremental · DuckDB")
     copy.unlink()
     if postgres is not None:
@@ -110,7 +111,9 @@ def incremental_worker(spec: dict[str, Any]) -> Any:
         from usage_pipeline.bench_warehouse import incremental_model_dir, merge_increment
 
         models._merge_increment = merge_increment
-        models_dir = incremental_model_dir(Path(tempfile.mkdtemp(prefix="usage_bench_models_")) / "models")
+        target = Path(spec["scratch"]) / "models"
+        shutil.rmtree(target, ignore_errors=True)
+        models_dir = incremental_model_dir(target)
     next_hour = [HISTORY["hours"]]
 
     def new_tick() -> None:  # land, index and stage one more hourly tick: untimed
@@ -285,7 +288,7 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":  # a scenario on its own: python -m usage_pipeline.bench_scenarios
-    from usage_pipeline.bench_pg import ThrowawayPostgres
+    from usage_pipeline.pgserver import ThrowawayPostgres
 
     with tempfile.TemporaryDirectory() as directory, ThrowawayPostgres() as server:
         print(json.dumps(run_all(Path(directory), postgres=server), indent=2, default=str))

@@ -101,13 +101,20 @@ class Tx:
             finally:
                 self._con.unregister(view)
             return rows.num_rows
+        from psycopg.copy import QueuedLibpqWriter
+
+        # pyarrow spends ~90% of CSV rendering on zoned timestamps (~1.4 s per million); a load
+        # has few distinct ones, so render each once (same text, COPY reads it identically)
+        rendered = pa.table([_timestamps_as_text(column) if pa.types.is_timestamp(column.type) else column
+                             for column in rows.columns], names=rows.column_names)
         copy_sql = f"copy {check_identifier(table)} ({columns}) from stdin (format csv)"
         options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-        with self._con.cursor() as cursor, cursor.copy(copy_sql) as copy:
-            for batch in rows.to_batches(max_chunksize=_COPY_BATCH_ROWS):
+        # the queued writer sends from a thread while pyarrow (GIL released) renders the next batch
+        with self._con.cursor() as cursor, cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
+            for batch in rendered.to_batches(max_chunksize=_COPY_BATCH_ROWS):
                 buffer = io.BytesIO()
                 pa_csv.write_csv(batch, buffer, options)
-                copy.write(buffer.getbuffer())
+                copy.write(buffer.getvalue())
         return rows.num_rows
 
 
@@ -293,6 +300,12 @@ class Warehouse(dg.ConfigurableResource):
         """Append `rows` to `table` in one transaction."""
         with self.transaction() as tx:
             return tx.load_arrow(table, rows)
+
+
+def _timestamps_as_text(column: pa.ChunkedArray) -> pa.Array:
+    """The CSV text of a timestamp column, formatted once per distinct value (nulls stay null)."""
+    encoded = column.combine_chunks().dictionary_encode()
+    return encoded.dictionary.cast(pa.string()).take(encoded.indices)
 
 
 def _where_clause(where: Mapping[str, Any]) -> tuple[str, list[Any]]:

@@ -246,8 +246,7 @@ def test_parse_usage_v7_arrow_takes_the_fast_path_on_ordinary_payloads():
 # ---------- the results file
 
 
-def test_bench_results_json_has_the_fields_the_readme_quotes(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench_data, "TESTS_PER_FILE", 400)
+def test_bench_results_json_has_the_fields_the_readme_quotes(tmp_path):
     code = bench.main([800], repeat=2, scenarios=False, with_postgres=False, out_dir=tmp_path,
                       methods=["ours", "duckdb_json_transform"], log=lambda message: None)
 

@@ -1,9 +1,8 @@
-"""A throwaway PostgreSQL server for the benchmark: initdb + pg_ctl in a temp dir, on loopback.
+"""A throwaway PostgreSQL server: initdb + pg_ctl in a temp dir, on loopback only.
 
-The same approach as the test suite's `PostgresServer` (usage_pipeline_tests/conftest.py): run
-as the `postgres` user when we are root, trust auth on 127.0.0.1 only, durability switched off
-(fsync, synchronous_commit, full_page_writes) because the data is thrown away. Both sides of
-every PostgreSQL comparison run on this one server with the same settings.
+Used by the test suite (a real server, never mocked) and the benchmark. It runs the binaries
+as the `postgres` user when we are root, trusts connections on 127.0.0.1 only, and switches
+durability off (fsync, synchronous_commit, full_page_writes) because the data is thrown away.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ class ThrowawayPostgres:
     """Start with `with ThrowawayPostgres() as server:`; every database dies with it."""
 
     def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="usage_bench_pg_"))
+        self.root = Path(tempfile.mkdtemp(prefix="usage_pg_"))
         self.data = self.root / "data"
         self.port = _free_port()
         self._as_postgres = os.geteuid() == 0
@@ -40,18 +39,22 @@ class ThrowawayPostgres:
     def start(self) -> None:
         for binary in ("initdb", "pg_ctl"):
             if shutil.which(binary) is None:
-                raise RuntimeError(f"PostgreSQL binary {binary!r} not on PATH (Debian: apt-get install postgresql)")
+                raise RuntimeError(
+                    f"PostgreSQL binary {binary!r} not found on PATH: install PostgreSQL 15 "
+                    "(Debian: apt-get install postgresql); a real server is needed, nothing is skipped"
+                )
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         result = self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed: {result.stderr.strip()[-800:]}")
         options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
                    "-c max_wal_size=4GB")
         result = self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "-t", "60", "start")
         if result.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {result.stderr.strip()[-400:]}")
+            log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
+            raise RuntimeError(f"pg_ctl start failed: {result.stderr.strip()[-400:]} {log[-800:]}")
 
     def stop(self) -> None:
         if self.data.exists():
