@@ -10,7 +10,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 $(STAMP): requirements/lock.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements/lock.txt
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/lock.txt
+	$(BIN)/pip check
 	$(BIN)/pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
