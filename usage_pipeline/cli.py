@@ -13,13 +13,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from usage_pipeline import settings, timeutil
 from usage_pipeline.errors import BackfillRefused, ConfigError, UsagePipelineError
 
 DEMO_DAYS = 7
+DEMO_END = datetime(2026, 11, 25, 10, tzinfo=UTC)
 DEMO_WORKATO_DAYS = 30
 
 
@@ -222,7 +223,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ.update(server.env())
         config = settings.load()
         defs, dagster_instance = definitions.build(config), operations.instance()
-        end = server.clock.now()
+        # end the simulated history on the last full day before today, so the demo shows the
+        # sandbox's mid-month events (a plan change, a rename, new entitlements, quotas at risk)
+        end = min(DEMO_END, (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0))
+        server.clock.set(end)
         print(f"sandbox on {server.base_url}; simulating {args.days} days of ticks up to {end:%Y-%m-%d %H:%M} UTC", flush=True)
         failures = 0
         observation = [key for key in config.enabled() if key != "workato"]

@@ -59,7 +59,7 @@ class VirtualClock:
 
     def __init__(self) -> None:
         self._offset = 0.0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `limiter()` makes a RateLimiter, which reads `monotonic()`
         self._limiters: dict[str, http.RateLimiter] = {}
         self.waits: list[float] = []
 

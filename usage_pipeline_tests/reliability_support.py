@@ -16,14 +16,14 @@ import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 
-from usage_pipeline import models, operations, settings, soak, timeutil
+from usage_pipeline import definitions, models, operations, settings, soak, timeutil
 from usage_pipeline.sandbox import SandboxServer
 from usage_pipeline.sources import ensure_all_staging
 from usage_pipeline.warehouse import Warehouse
@@ -130,6 +130,16 @@ class Verdict:
         assert self.secret_hits == [], f"secrets leaked: {self.secret_hits}"
 
 
+class SkewedClock:
+    """The pipeline's clock `skew` away from another clock (the sandbox's): hosts disagree by minutes."""
+
+    def __init__(self, clock: Any, skew: timedelta) -> None:
+        self._clock, self.skew = clock, skew
+
+    def now(self) -> datetime:
+        return self._clock.now() + self.skew
+
+
 # ---------- the pipeline under test
 
 
@@ -157,14 +167,22 @@ class Harness:
         if dagster_home is not None:
             dagster_home.mkdir(parents=True, exist_ok=True)
             monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-            self.instance = dg.DagsterInstance.get()
+            self.instance = operations.instance()  # SQLite run and event storage under DAGSTER_HOME
         else:
             monkeypatch.delenv("DAGSTER_HOME", raising=False)
             self.instance = dg.DagsterInstance.ephemeral()
         self.config = settings.load(self.env)
         monkeypatch.setattr(models, "load_project", soak.cached_load_project)  # parse the models once
+        self.defs: dg.Definitions | None = None
         self.summaries: list[operations.RunSummary] = []
         self.texts: list[tuple[str, str]] = []  # (where, text) said by the pipeline: problems, exceptions
+
+    def reconfigure(self, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+        """Change environment variables (e.g. THOUSANDEYES_API_VERSION=6) for the next runs."""
+        self.env.update(env)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        self.config, self.defs = settings.load(self.env), None
 
     @property
     def landing_dir(self) -> Path:
@@ -181,13 +199,30 @@ class Harness:
         self.server.clock.set(moment)
         return self
 
-    def run(self, *, only: list[str] | None = None) -> operations.RunSummary:
-        """One tick of every source (or `only`), no models: `operations.run` as the CLI calls it."""
-        with soak.compressed_http(self.clock, timeout_s=self.timeout_s), timeutil.use_clock(self.server.clock):
-            summary = operations.run(self.config, only=only, with_models=False, dagster_instance=self.instance)
+    def run(self, *, only: list[str] | None = None, skew: timedelta = timedelta(0)) -> operations.RunSummary:
+        """One tick of every source (or `only`), no models: `operations.run` as the CLI calls it.
+
+        `skew`: the pipeline's clock runs that far ahead of (or, negative, behind) the sandbox's.
+        """
+        if self.defs is None:
+            self.defs = definitions.build(self.config)  # as a code location: built once, reused by every run
+        pipeline_clock = self.server.clock if not skew else SkewedClock(self.server.clock, skew)
+        with soak.compressed_http(self.clock, timeout_s=self.timeout_s), timeutil.use_clock(pipeline_clock):
+            summary = operations.run(self.config, only=only, with_models=False, dagster_instance=self.instance,
+                                     defs=self.defs)
         self.summaries.append(summary)
         for outcome in summary.sources:
             self.texts += [(f"run summary of {outcome.source}", problem) for problem in outcome.problems]
+        return summary
+
+    def backfill(self, source: str, start: date, end: date) -> operations.RunSummary:
+        """`usage-pipeline backfill` (one run over the day windows), no models."""
+        if self.defs is None:
+            self.defs = definitions.build(self.config)
+        with soak.compressed_http(self.clock, timeout_s=self.timeout_s), timeutil.use_clock(self.server.clock):
+            summary = operations.backfill(self.config, source, start, end, with_models=False, defs=self.defs,
+                                          dagster_instance=self.instance)
+        self.summaries.append(summary)
         return summary
 
     def build_models(self) -> list[models.ModelResult]:

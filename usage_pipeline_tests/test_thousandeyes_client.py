@@ -258,8 +258,8 @@ def test_sandbox_honours_expand(server):
 
 
 def test_sandbox_quotas_exceed_2_to_the_31(server):
-    usage = usage_at(server, datetime(2026, 11, 20, 10, tzinfo=UTC), aid="2001")
-    assert usage["quota"]["cloudUnitsIncluded"] == 3_000_000_000 > 2**31
+    usage = usage_at(server, datetime(2026, 11, 20, 10, tzinfo=UTC), aid="1234")
+    assert usage["quota"]["cloudUnitsIncluded"] == 4_320_000_000 > 2**31
     quotas = get(server, "/v7/quotas").json()["quotas"]
     assert quotas[0]["organizationQuota"] == {"orgId": "1001", "value": 4_320_000_000}
     assert [g["aid"] for g in quotas[0]["accountGroupQuotas"]] == ["1234", "1235"]

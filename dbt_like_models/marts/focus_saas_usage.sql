@@ -66,7 +66,9 @@ final as (
         period_values.period_end as billing_period_end,
         coalesce(period_values.period_start, date_trunc('day', period_values.observed_at)) as charge_period_start,
         case
-            when period_values.is_period_final then period_values.period_end
+            -- a period with no end date (an HCP subscription without end-at, closed by a plan
+            -- change) ends at its last observation
+            when period_values.is_period_final then coalesce(period_values.period_end, period_values.observed_at)
             else period_values.observed_at
         end as charge_period_end,
         ---------- charge

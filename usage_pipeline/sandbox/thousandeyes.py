@@ -105,8 +105,10 @@ DEFAULT_ORGANIZATIONS = (
     Organization(
         org_id="2002",
         groups={"2001": "Globex NetOps"},
-        # legacy billing: enterprise agents are counted against an included number; no metered units
-        quota={"cloudUnitsIncluded": 3_000_000_000, "endpointAgentsIncluded": 50, "endpointAgentsEssentialsIncluded": 0,
+        # legacy billing: enterprise agents are counted against an included number; no metered units.
+        # A small cloud-unit plan: this organization burns toward its quota within the period,
+        # so the demo shows an account at risk (80 % used around the 25th) and then over.
+        quota={"cloudUnitsIncluded": 1_500_000, "endpointAgentsIncluded": 50, "endpointAgentsEssentialsIncluded": 0,
                "endpointAgentsEmbeddedIncluded": 0, "enterpriseAgentsIncluded": 25, "deviceAgentsIncluded": 0},
         tests=(
             MonitoredTest("2001", "2201", "globex.example BGP", "BGP", 2_500),
