@@ -107,8 +107,8 @@ DEFAULT_ORGANIZATIONS = (
         groups={"2001": "Globex NetOps"},
         # legacy billing: enterprise agents are counted against an included number; no metered units.
         # A small cloud-unit plan: this organization burns toward its quota within the period,
-        # so the demo shows an account at risk (80 % used around the 25th) and then over.
-        quota={"cloudUnitsIncluded": 1_500_000, "endpointAgentsIncluded": 50, "endpointAgentsEssentialsIncluded": 0,
+        # so the demo shows an account at risk (85 % used on the 25th, projected over before the 5th).
+        quota={"cloudUnitsIncluded": 1_800_000, "endpointAgentsIncluded": 50, "endpointAgentsEssentialsIncluded": 0,
                "endpointAgentsEmbeddedIncluded": 0, "enterpriseAgentsIncluded": 25, "deviceAgentsIncluded": 0},
         tests=(
             MonitoredTest("2001", "2201", "globex.example BGP", "BGP", 2_500),
