@@ -102,6 +102,17 @@ candidates as (
 
 ),
 
+first_seen as (
+
+    -- from staging, not from the kept row: a re-pulled tick replaces its staging rows, so the
+    -- first fetch is what staging still holds; an incremental build then equals a replay
+    select tfe_snapshot_id, min(observed_at) as first_seen_at
+    from {{ source('staging', 'stg_terraform_enterprise__snapshots') }}
+    where tfe_snapshot_id in (select tfe_snapshot_id from new_rows)
+    group by tfe_snapshot_id
+
+),
+
 ranked as (
 
     select
@@ -110,7 +121,6 @@ ranked as (
             partition by tfe_snapshot_id, metric_key
             order by observed_at desc, snapshot_id desc
         ) as copy_rank,
-        min(first_observed_at) over (partition by tfe_snapshot_id, metric_key) as first_seen_at,
         max(loaded_at) over (partition by tfe_snapshot_id, metric_key) as last_loaded_at
     from candidates
 
@@ -151,11 +161,12 @@ final as (
         ---------- lineage
         snapshot_id,                            -- the landed bundle this copy came from
         partition_key,
-        first_seen_at as first_observed_at,
-        observed_at,
-        last_loaded_at as loaded_at
+        first_seen.first_seen_at as first_observed_at,
+        ranked.observed_at,
+        ranked.last_loaded_at as loaded_at
     from ranked
-    where copy_rank = 1
+    join first_seen using (tfe_snapshot_id)
+    where ranked.copy_rank = 1
 
 )
 
