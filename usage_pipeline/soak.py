@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import UTC, datetime, timedelta
@@ -452,3 +453,363 @@ def secret_hits_in_warehouse(forms: Mapping[str, str], warehouse: Warehouse) -> 
 
 class SuiteFigures(UserWarning):
     """The reliability suite's figures, shown in pytest's warnings summary (xdist keeps no stdout)."""
+
+
+# ---------- the soak
+
+
+SOAK_END = datetime(2026, 11, 24, tzinfo=UTC)  # fixed (reproducible), in the past (Dagster checks partition keys
+# against the real clock); the 30 days before it hold a DST change (Nov 1, Workato's Los Angeles), a
+# ThousandEyes rollover (Nov 5), a TFE upgrade and licence change, an HCP plan change and a rename
+DAILY_SOURCES = ("hcp_terraform", "terraform_enterprise", "workato")
+TICK_FAULT_RATE = 0.15  # chance that a source's tick gets a fault
+CLIENT_TIMEOUT_S = 1.0
+SLOW_S = 1.5
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    name: str
+    kind: str
+    params: Mapping[str, Any]
+    fails_account: bool = False  # retried away if False; one account (or day) fails if True
+
+
+FAULT_MENU: tuple[tuple[FaultKind, int], ...] = (  # (fault, weight)
+    (FaultKind("429 Retry-After seconds", "rate_limit", {"retry_after": 1}), 3),
+    (FaultKind("429 Retry-After HTTP date", "rate_limit", {"retry_after": "date+1"}), 2),
+    (FaultKind("429 Retry-After 0", "rate_limit", {"retry_after": 0}), 2),
+    (FaultKind("5xx burst", "status", {"status": 503}), 4),
+    (FaultKind("timeout", "slow", {"delay_s": SLOW_S}), 1),
+    (FaultKind("dropped connection", "drop", {}), 2),
+    (FaultKind("unknown new field", "extra_field", {"field": "soak_new_field", "where": "items"}), 2),
+    (FaultKind("HTML page", "html", {}, fails_account=True), 1),
+    (FaultKind("malformed JSON", "malformed_json", {}, fails_account=True), 1),
+    (FaultKind("missing required field", "missing_field", {}, fails_account=True), 1),
+    (FaultKind("one failing account", "always_fail", {"status": 500}, fails_account=True), 1),
+)
+TARGETS = {
+    "thousandeyes": "thousandeyes:/v7/usage",
+    "hcp_terraform": "hcp_terraform:/api/v2/organizations/*",
+    "terraform_enterprise": "terraform_enterprise:/api/v1/usage/bundle",
+    "workato": "workato:/api/v2/managed_users/statistics/usage",
+}
+REQUIRED_FIELDS = {"thousandeyes": "usage.quota", "hcp_terraform": "data.attributes.external-id",
+                   "terraform_enterprise": "snapshots.id", "workato": "data"}
+# `match` values: an aid, an organization, TFE's one installation (every bundle call); Workato: a day's `from`
+FAILING_ACCOUNTS = {"thousandeyes": "2001", "hcp_terraform": "globex", "terraform_enterprise": "bundle"}
+
+
+@dataclass
+class SoakReport:
+    """What happened and what was proven; `ok` when every invariant holds."""
+
+    days: int
+    seed: int
+    warehouse: str
+    started: float = field(default_factory=time.monotonic)
+    scripted: Counter = field(default_factory=Counter)
+    direct_ticks: int = 0
+    dagster_runs: int = 0
+    model_builds: int = 0
+    failures: list[str] = field(default_factory=list)  # (reported) source, account, cause
+    retries: int = 0
+    requests: int = 0
+    faults_fired: Counter = field(default_factory=Counter)
+    waits: int = 0
+    waited_s: float = 0.0
+    snapshots_checked: int = 0
+    rows_checked: int = 0
+    grains_checked: int = 0
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    differing: list[str] = field(default_factory=list)
+    secret_hits: list[str] = field(default_factory=list)
+    secret_places: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicated or self.differing or self.secret_hits)
+
+    def lines(self) -> list[str]:
+        fired = ", ".join(f"{kind} {n}" for kind, n in sorted(self.faults_fired.items())) or "none"
+        lines = [
+            f"soak: {self.days} simulated days to {SOAK_END:%Y-%m-%d}, seed {self.seed}, warehouse {self.warehouse}",
+            f"  runs: {self.direct_ticks} ThousandEyes hourly ticks (pull + stage), {self.dagster_runs} Dagster "
+            f"runs (daily HCP, TFE, Workato windows), {self.model_builds} model builds, 1 replay",
+            f"  faults injected: {sum(self.faults_fired.values())} answers ({fired}); "
+            f"{sum(self.scripted.values())} scripted",
+            f"  requests: {self.requests}; retries: {self.retries}; waits: {self.waits} "
+            f"({self.waited_s:.0f} s of compressed time)",
+            f"  failures reported by source, account and cause: {len(self.failures)}",
+            *[f"    - {failure}" for failure in self.failures[:8]],
+            *([f"    - … {len(self.failures) - 8} more"] if len(self.failures) > 8 else []),
+            f"  checked: {self.snapshots_checked} snapshots (file and sha256), {self.rows_checked} staging and mart "
+            f"rows against a clean replay, {self.grains_checked} grain keys, {self.secret_places} places for secrets",
+            f"  lost: {len(self.lost)}   duplicated: {len(self.duplicated)}   differing from replay: "
+            f"{len(self.differing)}   secret hits: {len(self.secret_hits)}",
+            *[f"    ! {problem}" for problem in (self.lost + self.duplicated + self.differing + self.secret_hits)[:20]],
+            f"  result: {'OK' if self.ok else 'FAILED'} in {time.monotonic() - self.started:.0f} s",
+        ]
+        return lines
+
+
+class _Capture(logging.Handler):
+    """Every log record of the soak, searched for secrets as it passes (nothing printed)."""
+
+    def __init__(self, forms: Mapping[str, str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.forms, self.hits, self.records = forms, [], 0
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records += 1
+        try:
+            text = self.format(record) + repr(record.args)
+        except Exception:  # noqa: BLE001 (a record that cannot be formatted is searched as its parts)
+            text = f"{record.msg!r} {record.args!r}"
+        self.hits += secret_hits_in_text(self.forms, f"log record of {record.name}", text)
+
+
+@contextmanager
+def _captured_logs(forms: Mapping[str, str]) -> Iterator[_Capture]:
+    """Route every logger to the capture for the soak's duration (the console shows only the report)."""
+    capture = _Capture(forms)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    quiet = [logging.getLogger(name) for name in ("dagster", "httpx", "httpcore")]
+    saved_quiet = [(logger, list(logger.handlers), logger.propagate, logger.level) for logger in quiet]
+    root.handlers, root.level = [capture], logging.INFO
+    for logger in quiet:
+        logger.handlers, logger.propagate = [capture], False
+        if logger.name != "dagster":
+            logger.setLevel(logging.INFO)
+    try:
+        yield capture
+    finally:
+        root.handlers, root.level = saved[0], saved[1]
+        for logger, handlers, propagate, level in saved_quiet:
+            logger.handlers, logger.propagate, logger.level = handlers, propagate, level
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the soak (client resources read tokens as dg.EnvVar), then restore."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _script_fault(server: Any, rng: random.Random, source: str, moment: datetime, config: Any,
+                  report: SoakReport) -> None:
+    """Maybe (TICK_FAULT_RATE) script one random fault on `source` for its next tick."""
+    if rng.random() >= TICK_FAULT_RATE:
+        return
+    kinds, weights = zip(*FAULT_MENU)
+    fault = rng.choices(kinds, weights=weights)[0]
+    params = dict(fault.params)
+    times = None if fault.kind in ("always_fail", "extra_field") else rng.randint(1, 3 if fault.kind == "status" else 1)
+    if fault.kind == "missing_field":
+        params["field"] = REQUIRED_FIELDS[source]
+    if fault.kind == "always_fail":
+        params["match"] = FAILING_ACCOUNTS.get(source) or _oldest_window_start(moment, config)
+    report.scripted[fault.name] += 1
+    server.faults.add(TARGETS[source], fault.kind, times, **params)
+
+
+def _oldest_window_start(moment: datetime, config: Any) -> str:
+    """The `from` of the oldest Workato day a tick at `moment` pulls: in that day's requests only."""
+    from usage_pipeline.sources import workato
+    from usage_pipeline.sources.workato.windows import day_window, format_admin_time
+
+    timezone = config.workato.timezone
+    oldest = workato.tick_partition_keys(moment, timezone=timezone)[0]
+    return format_admin_time(day_window(oldest, timezone).start, timezone)
+
+
+def _pull_thousandeyes(client: Any, warehouse: Warehouse, landing: Any, key: str, report: SoakReport) -> None:
+    """One hourly ThousandEyes tick through its pull and stage functions (no Dagster: 720 of them)."""
+    from usage_pipeline.errors import UsagePipelineError
+    from usage_pipeline.sources.thousandeyes import assets
+
+    try:
+        pulled, _plans = assets.pull(client=client, landing=landing, warehouse=warehouse, partition_key=key)
+        report.failures += [f"thousandeyes {key} account {a}: {cause[:160]}" for a, cause in pulled.failures.items()]
+    except UsagePipelineError as error:
+        report.failures.append(f"thousandeyes {key}: {str(error)[:200]}")
+    try:
+        staged = assets.stage(warehouse, landing, key)
+        report.failures += [f"thousandeyes {key} account {a} (staging): {cause[:160]}" for a, cause in staged.failures.items()]
+    except UsagePipelineError as error:
+        report.failures.append(f"thousandeyes {key} (staging): {str(error)[:200]}")
+    report.direct_ticks += 1
+
+
+def _replay_target(url: str, folder: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh warehouse next to `url` for the clean replay: a DuckDB file, or a new PostgreSQL database."""
+    if url.startswith("duckdb:"):
+        return f"duckdb:///{folder / 'replay.duckdb'}", lambda: None
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    name = f"{parsed.database}_soak_replay_{uuid.uuid4().hex[:8]}"
+    admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'create database "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'drop database if exists "{name}" with (force)')
+
+    return parsed.set(database=name).render_as_string(hide_password=False), drop
+
+
+def main(days: int = 30, seed: int = 7, *, warehouse_url: str | None = None,
+         print_line: Callable[[str], None] | None = None) -> int:
+    """Run the soak and print its report; 0 when nothing was lost or duplicated and no secret leaked."""
+    import uuid
+
+    import dagster as dg
+
+    from usage_pipeline import definitions, models, operations, settings
+    from usage_pipeline.landing import LandingStore
+    from usage_pipeline.sandbox import SandboxServer
+    from usage_pipeline.sandbox import thousandeyes as te_sandbox
+    from usage_pipeline.sources import ensure_all_staging
+    from usage_pipeline.sources.thousandeyes import ThousandEyesClient
+    from usage_pipeline.sources.thousandeyes import assets as te_assets
+
+    say = print_line or (lambda line: print(line, flush=True))
+    if days < 1:
+        raise ValueError("the soak needs at least one day")
+    rng = random.Random(seed)
+    start = SOAK_END - timedelta(days=days)
+    tokens = {vendor: f"soak-canary-{vendor.replace('_', '-')}-{uuid.uuid4().hex}" for vendor in SOURCE_KEYS}
+    with tempfile.TemporaryDirectory(prefix="usage-soak-") as folder_name:
+        folder = Path(folder_name)
+        url = warehouse_url or f"duckdb:///{folder / 'soak.duckdb'}"
+        report = SoakReport(days, seed, Warehouse(url=url).display_url())
+        clock = VirtualClock()
+        server = SandboxServer(now=start, tokens=tokens).start()
+        try:
+            server.rate_clock = clock
+            # the vendor's 240/min window is real time, while a day of ticks passes in seconds
+            te_sandbox.state(server).rate_limit = 10**9
+            env = {**server.env(), "USAGE_WAREHOUSE_URL": url, "USAGE_LANDING_DIR": str(folder / "landing"),
+                   "THOUSANDEYES_API_VERSION": "7"}
+            forms = secret_forms(tokens, emails={"thousandeyes": server.emails["thousandeyes"]})
+            console = io.StringIO()  # what Dagster's console loggers write: searched, not shown
+            with _environment(env), _captured_logs(forms) as capture, cached_models(), redirect_stderr(console), \
+                    compressed_http(clock, timeout_s=CLIENT_TIMEOUT_S), timeutil.use_clock(server.clock), \
+                    dg.DagsterInstance.ephemeral() as instance:
+                config = settings.load(env)
+                defs = definitions.build(config)
+                warehouse, landing = Warehouse(url=url), LandingStore(root=str(config.landing_dir))
+                warehouse.bootstrap()
+                te_client = ThousandEyesClient.from_settings(config, token=tokens["thousandeyes"])
+                say(f"soak: {days} days of hourly ticks from {start:%Y-%m-%d} on {report.warehouse} "
+                    f"(sandbox {server.base_url}, seed {seed})")
+                for hour in range(days * 24):
+                    moment = start + timedelta(hours=hour, minutes=5)  # hourly, at :05 as the schedule runs
+                    server.clock.set(moment)
+                    _script_fault(server, rng, "thousandeyes", moment, config, report)
+                    _pull_thousandeyes(te_client, warehouse, landing, te_assets.tick_partition_keys(moment)[0], report)
+                    server.faults.clear()  # a fault lasts one tick
+                    if moment.hour != 1:
+                        continue
+                    server.clock.set(moment + timedelta(minutes=5))  # the daily sources at 01:10
+                    for source in DAILY_SOURCES:
+                        _script_fault(server, rng, source, moment, config, report)
+                    summary = operations.run(config, only=list(DAILY_SOURCES), with_models=False, defs=defs,
+                                             dagster_instance=instance)
+                    server.faults.clear()
+                    report.dagster_runs += sum(len(outcome.partitions) for outcome in summary.sources)
+                    report.failures += [f"{o.source}: {p[:200]}" for o in summary.sources for p in o.problems]
+                    models.run_models(warehouse, tests=False, vars={"at_risk_share": config.at_risk_share},
+                                      prepare=ensure_all_staging)  # the marts, once a simulated day
+                    report.model_builds += 1
+                    say(f"  day {(moment - start).days + 1}/{days} ({moment:%Y-%m-%d}): {len(server.requests)} "
+                        f"requests, {sum(1 for r in server.requests if r.fault)} faulted answers, "
+                        f"{len(report.failures)} failures reported")
+                models.run_models(warehouse, tests=False, vars={"at_risk_share": config.at_risk_share},
+                                  prepare=ensure_all_staging)
+                report.model_builds += 1
+                te_retries = te_client.stats().retries
+                te_client.close()
+                _judge(report, server, config, warehouse, folder, instance, forms)
+                report.retries += te_retries
+                report.secret_hits += capture.hits + secret_hits_in_text(forms, "console output", console.getvalue())
+                report.secret_places += capture.records + 1
+            report.waits, report.waited_s = len(clock.waits), clock.waited_s
+        finally:
+            server.stop()
+    for line in report.lines():
+        say(line)
+    return 0 if report.ok else 1
+
+
+def _judge(report: SoakReport, server: Any, config: Any, warehouse: Warehouse, folder: Path, instance: Any,
+           forms: Mapping[str, str]) -> None:
+    """Every invariant, on the soak's warehouse: nothing lost, nothing duplicated, no secret anywhere."""
+    import dagster as dg
+
+    from usage_pipeline.errors import UsagePipelineError
+
+    requests = server.requests_for()
+    report.requests = len(requests)
+    report.faults_fired = Counter(request.fault for request in requests if request.fault)
+    landing = check_landing(warehouse, config.landing_dir)
+    report.snapshots_checked = landing.snapshots
+    report.lost += landing.problems + [f"file {path} landed but not indexed" for path in landing.orphans]
+    for vendor, (answered, landed) in fetched_vs_landed(server, warehouse).items():
+        if answered != landed:
+            report.lost.append(f"{vendor}: the sandbox completed {answered} answers, {landed} were landed")
+    report.duplicated += mixed_pulls(warehouse)
+    grains = duplicate_grain_keys(warehouse)
+    report.grains_checked = len(grains)
+    report.duplicated += [f"{name}: {n} repeated keys" for name, n in grains.items() if n]
+    events = []
+    for run in instance.get_runs():
+        events += [repr(entry) for entry in instance.all_logs(run.run_id)]
+    report.secret_hits += secret_hits_in_text(forms, "Dagster event logs", "\n".join(events))
+    files, hits = secret_hits_in_folder(forms, config.landing_dir)
+    columns, column_hits = secret_hits_in_warehouse(forms, warehouse)
+    report.secret_hits += hits + column_hits
+    report.secret_places += files + columns + len(events)
+    retries = 0
+    for run in instance.get_runs():
+        for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            metadata = entry.asset_materialization.metadata if entry.asset_materialization else {}
+            if "retries" in metadata:
+                retries += int(metadata["retries"].value)
+    report.retries += retries
+    target_url, drop = _replay_target(config.warehouse_url, folder)
+    try:
+        try:
+            replayed = replay_into(config, target_url)
+        except UsagePipelineError as error:  # raw that replay cannot rebuild: everything staged from it is lost
+            report.lost.append(f"`replay` from raw failed: {str(error)[:400]}")
+            return
+        here, there = fingerprint(warehouse, ("staging", "marts")), fingerprint(replayed, ("staging", "marts"))
+        report.rows_checked = sum(count for count, _ in here.values())
+        for problem in fingerprint_diff(here, there):
+            relation = problem.split(":")[0]
+            if "same count" in problem:
+                columns = differing_columns(warehouse, replayed, relation)
+                report.differing.append(f"vs clean replay: {problem}; columns: {columns}")
+            elif relation not in here or (relation in there and here[relation][0] < there[relation][0]):
+                report.lost.append(f"vs clean replay (live rows vs replayed rows): {problem}")
+            else:
+                report.duplicated.append(f"vs clean replay (live rows vs replayed rows): {problem}")
+    finally:
+        drop()

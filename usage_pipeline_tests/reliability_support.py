@@ -9,7 +9,6 @@ with ten retries costs no real time.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import uuid
@@ -354,17 +353,6 @@ def _fewer_here(problem: str) -> bool:
 
 
 @pytest.fixture
-def harness(warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-            request: pytest.FixtureRequest) -> Iterator[Harness]:
-    """The pipeline on the sandbox and this engine's fresh warehouse, with unique canary tokens."""
-    made = Harness(warehouse=warehouse, tmp_path=tmp_path, monkeypatch=monkeypatch, request=request)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-@pytest.fixture
 def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """caplog at DEBUG on every logger the pipeline writes to (Dagster's does not propagate to root)."""
     caplog.set_level(logging.DEBUG)
@@ -384,18 +372,6 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixt
 def add_fault(server: SandboxServer, source: str, kind: str, **params: Any) -> None:
     """Script `kind` on `source`'s per-account endpoint."""
     server.faults.add(TARGETS[source], kind, **params)
-
-
-def with_config(config: settings.Settings, **changes: Any) -> settings.Settings:
-    return dataclasses.replace(config, **changes)
-
-
-def problems_text(summary: operations.RunSummary, source: str) -> str:
-    return "\n".join(next(o.problems for o in summary.sources if o.source == source))
-
-
-def env_without_tokens(env: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in env.items() if name not in TOKEN_VARIABLES}
 
 
 # ---------- the fault table (test_reliability_faults.py and test_reliability_payloads.py)
