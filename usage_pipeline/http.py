@@ -188,7 +188,14 @@ def _number(value: str | None) -> float | None:
 
 
 def wait_hint_s(headers: Mapping[str, str], now: datetime) -> float | None:
-    """The server's own wait: Retry-After (seconds or HTTP date), else HCP's or ThousandEyes' reset."""
+    """The server's own wait: Retry-After (seconds or HTTP date), else HCP's or ThousandEyes' reset.
+
+    Absolute times (an HTTP date, an epoch) are measured against the response's own `Date`
+    header when it has one, so a skewed local clock neither shortens nor stretches the wait.
+    """
+    server_now = _http_date(headers.get("date"))
+    if server_now is not None:
+        now = server_now
     if (value := headers.get("retry-after")) is not None:
         if (seconds := _number(value)) is not None:
             return seconds
@@ -205,6 +212,16 @@ def wait_hint_s(headers: Mapping[str, str], now: datetime) -> float | None:
     if (epoch := _number(headers.get("x-organization-rate-limit-reset"))) is not None:
         return max(0.0, epoch - now.timestamp())
     return None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class RateLimiter:
