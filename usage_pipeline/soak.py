@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import random
+import re
 import tempfile
 import threading
 import time
@@ -634,6 +635,13 @@ def _oldest_window_start(moment: datetime, config: Any) -> str:
     return format_admin_time(day_window(oldest, timezone).start, timezone)
 
 
+def _short(text: str, limit: int = 220) -> str:
+    """A failure in one line: URLs as their path (the host is the sandbox's, the query is noise)."""
+    text = re.sub(r"https?://[^/\s]+", "", str(text))
+    text = re.sub(r"\?[^\s;,)]*", "", text)
+    return " ".join(text.split())[:limit]
+
+
 def _pull_thousandeyes(client: Any, warehouse: Warehouse, landing: Any, key: str, report: SoakReport) -> None:
     """One hourly ThousandEyes tick through its pull and stage functions (no Dagster: 720 of them)."""
     from usage_pipeline.errors import UsagePipelineError
@@ -641,14 +649,15 @@ def _pull_thousandeyes(client: Any, warehouse: Warehouse, landing: Any, key: str
 
     try:
         pulled, _plans = assets.pull(client=client, landing=landing, warehouse=warehouse, partition_key=key)
-        report.failures += [f"thousandeyes {key} account {a}: {cause[:160]}" for a, cause in pulled.failures.items()]
+        report.failures += [f"thousandeyes {key} account {a}: {_short(cause)}" for a, cause in pulled.failures.items()]
     except UsagePipelineError as error:
-        report.failures.append(f"thousandeyes {key}: {str(error)[:200]}")
+        report.failures.append(f"thousandeyes {key}: {_short(error)}")
     try:
         staged = assets.stage(warehouse, landing, key)
-        report.failures += [f"thousandeyes {key} account {a} (staging): {cause[:160]}" for a, cause in staged.failures.items()]
+        report.failures += [f"thousandeyes {key} account {a} (staging): {_short(cause)}"
+                            for a, cause in staged.failures.items()]
     except UsagePipelineError as error:
-        report.failures.append(f"thousandeyes {key} (staging): {str(error)[:200]}")
+        report.failures.append(f"thousandeyes {key} (staging): {_short(error)}")
     report.direct_ticks += 1
 
 
@@ -734,7 +743,7 @@ def main(days: int = 30, seed: int = 7, *, warehouse_url: str | None = None,
                                              dagster_instance=instance)
                     server.faults.clear()
                     report.dagster_runs += sum(len(outcome.partitions) for outcome in summary.sources)
-                    report.failures += [f"{o.source}: {p[:200]}" for o in summary.sources for p in o.problems]
+                    report.failures += [f"{o.source}: {_short(p)}" for o in summary.sources for p in o.problems]
                     models.run_models(warehouse, tests=False, vars={"at_risk_share": config.at_risk_share},
                                       prepare=ensure_all_staging)  # the marts, once a simulated day
                     report.model_builds += 1
@@ -798,7 +807,7 @@ def _judge(report: SoakReport, server: Any, config: Any, warehouse: Warehouse, f
         try:
             replayed = replay_into(config, target_url)
         except UsagePipelineError as error:  # raw that replay cannot rebuild: everything staged from it is lost
-            report.lost.append(f"`replay` from raw failed: {str(error)[:400]}")
+            report.lost.append(f"`replay` from raw failed: {_short(error, 400)}")
             return
         here, there = fingerprint(warehouse, ("staging", "marts")), fingerprint(replayed, ("staging", "marts"))
         report.rows_checked = sum(count for count, _ in here.values())

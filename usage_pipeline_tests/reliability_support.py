@@ -183,6 +183,9 @@ class Harness:
             monkeypatch.setenv(name, value)
         self.config, self.defs = settings.load(self.env), None
 
+    def landing_store(self) -> Any:
+        return operations.landing_of(self.config)
+
     @property
     def landing_dir(self) -> Path:
         return Path(self.config.landing_dir)

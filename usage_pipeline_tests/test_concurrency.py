@@ -1,7 +1,8 @@
-"""Two runs at once (rung 5, both engines, two real processes against the loopback sandbox).
+"""Two runs at once (rung 5, both engines).
 
-A "holder" run pauses inside its first staging transaction (after its DELETE, before its insert)
-until the test releases it; a "waiter" run of the same partitions starts meanwhile.
+Two real processes against the loopback sandbox: a "holder" run pauses inside its first staging
+transaction (after its DELETE, before its insert) until the test releases it; a "waiter" run of
+the same partitions starts meanwhile.
 - PostgreSQL: the waiter blocks (on the staging table's index DDL or the partition's advisory
   lock, whichever it reaches first) and gets the partition only after the holder committed; the
   rows left are one pull's, the latest (no DELETE ran on rows it could not see: nothing doubled).
@@ -9,6 +10,10 @@ until the test releases it; a "waiter" run of the same partitions starts meanwhi
   third writer with a short busy timeout fails with the plain WarehouseBusyError message naming
   the holder's PID; the file reads whole afterwards.
 Every promise of the suite is then checked (landing, grains, replay equality, canaries).
+
+And the advisory lock itself, on PostgreSQL with two threads whose tables already exist (so
+nothing but the lock orders them): with it, a day staged twice at once holds one copy; without
+it (the control), the second writer's DELETE cannot see the first's new rows and the day doubles.
 """
 
 from __future__ import annotations
@@ -170,6 +175,7 @@ def test_two_runs_at_once_take_turns_and_leave_one_pulls_rows(
         (folder / "release").touch()
         outputs = [child.communicate(timeout=300)[0] for child in children]
         assert [child.returncode for child in children] == [0, 0], outputs
+        pipeline.texts += [("output of a concurrent run", output) for output in outputs]  # for the canary
 
         seen = events(folder)
         assert seen["waiter.acquired"]["t"] >= seen["holder.committed"]["t"], seen  # one after the other
@@ -196,4 +202,71 @@ def test_two_runs_at_once_take_turns_and_leave_one_pulls_rows(
             if child.poll() is None:
                 child.kill()
                 child.wait()
+        pipeline.close()
+
+
+@pytest.mark.parametrize("with_lock", [True, False], ids=["advisory_lock", "without_it"])
+def test_two_writers_of_one_postgresql_partition_serialize_on_the_advisory_lock(
+        with_lock, postgres_server, tmp_path, monkeypatch, request):
+    """Two threads stage one Workato day at once, the first pausing after its DELETE. With the
+    advisory lock the second waits and the day holds one pull's rows; without it (the control)
+    the second's DELETE cannot see the first's new rows and the day ends up doubled."""
+    import threading
+
+    from usage_pipeline.sources import workato
+    from usage_pipeline.warehouse import Tx
+
+    warehouse = Warehouse(url=postgres_server.create_database())
+    warehouse.bootstrap()
+    pipeline = Harness(warehouse=warehouse, tmp_path=tmp_path, monkeypatch=monkeypatch, request=request)
+    try:
+        assert pipeline.run(only=["workato"]).ok
+        day = sorted(pipeline.staged_partitions("workato"))[0]
+        table = "staging.stg_workato__usage"
+        rows = warehouse.query(f"select count(*) from {table} where partition_key = %s", [day])[0][0]
+        writers = [Warehouse(url=warehouse.url), Warehouse(url=warehouse.url)]
+        for writer in writers:
+            workato.ensure_staging(writer)  # the tables exist: no DDL, so the lock is all that orders them
+        holding, release, times = threading.Event(), threading.Event(), {}
+        load_arrow, lock = Tx.load_arrow, Tx.lock
+
+        def paused_load_arrow(self, name, data):
+            if threading.current_thread().name == "first" and name == table and not holding.is_set():
+                holding.set()
+                assert release.wait(60)
+            return load_arrow(self, name, data)
+
+        def timed_lock(self, *names):
+            if with_lock:
+                lock(self, *names)
+            times.setdefault(threading.current_thread().name, time.monotonic())
+
+        monkeypatch.setattr(Tx, "load_arrow", paused_load_arrow)
+        monkeypatch.setattr(Tx, "lock", timed_lock)
+        errors = []
+
+        def stage(writer: Warehouse) -> None:
+            try:
+                workato.stage(writer, pipeline.landing_store(), day)
+            except Exception as error:  # noqa: BLE001 (reported by the main thread)
+                errors.append(error)
+
+        first = threading.Thread(target=stage, args=(writers[0],), name="first")
+        second = threading.Thread(target=stage, args=(writers[1],), name="second")
+        first.start()
+        assert holding.wait(60)
+        second.start()
+        time.sleep(0.5)  # the second writer reaches its lock (or, without it, its DELETE)
+        committed_at = time.monotonic()
+        release.set()
+        first.join(60)
+        second.join(60)
+        assert errors == []
+        after = warehouse.query(f"select count(*) from {table} where partition_key = %s", [day])[0][0]
+        if with_lock:
+            assert times["second"] >= committed_at  # it got the partition only after the first released it
+            assert after == rows and soak.mixed_pulls(warehouse) == []
+        else:
+            assert after == 2 * rows  # the control: what the lock prevents
+    finally:
         pipeline.close()

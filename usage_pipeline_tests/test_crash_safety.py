@@ -68,6 +68,7 @@ def run_killed_child(pipeline: Harness, point: str) -> dict:
     child = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=pipeline.tmp_path, capture_output=True,
                            text=True, timeout=300)
     assert child.returncode == -signal.SIGKILL, f"the child was not killed at {point}: {child.returncode}\n{child.stderr[-3000:]}"
+    pipeline.texts.append((f"output of the run killed at {point}", child.stdout + child.stderr))  # for the canary
     return json.loads(marker.read_text())
 
 
