@@ -23,15 +23,16 @@ demo: install
 	$(BIN)/usage-pipeline demo
 
 # Fault-injection scenario files still being brought to green (issue 11): run by `make reliability`.
-RELIABILITY_WIP := usage_pipeline_tests/test_reliability_faults.py usage_pipeline_tests/test_reliability_payloads.py usage_pipeline_tests/test_reliability_soak.py
+RELIABILITY := $(wildcard usage_pipeline_tests/test_reliability_*.py) usage_pipeline_tests/test_canary.py \
+	usage_pipeline_tests/test_crash_safety.py usage_pipeline_tests/test_concurrency.py
 
 ## The whole suite: DuckDB and a real PostgreSQL server the suite starts itself.
 test: install
-	$(BIN)/pytest -n 2 --dist loadfile -q $(addprefix --ignore=,$(RELIABILITY_WIP))
+	$(BIN)/pytest -n 2 --dist loadfile -q
 
-## The fault-injection scenarios over all four sources (long; not yet green, see issue 11).
+## Only the reliability suite (part of `make test`): faults, payloads, crashes, concurrency, time, soak, canary.
 reliability: install
-	$(BIN)/pytest -n 2 --dist loadfile -q $(RELIABILITY_WIP)
+	$(BIN)/pytest -n 2 --dist loadfile -q $(RELIABILITY)
 
 ## The Dagster UI on workspace.yaml (http://127.0.0.1:3000).
 ui: install

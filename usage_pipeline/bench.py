@@ -35,13 +35,12 @@ from usage_pipeline.settings import PROJECT_ROOT
 
 DEFAULT_SIZES = (10_000, 1_000_000)
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-DUCKDB_METHODS = ("ours", "ours_fast", "duckdb_read_json", "duckdb_json_transform", "pandas", "dlt")
-POSTGRES_METHODS = ("pg_ours", "pg_ours_queued", "pg_raw_copy", "pg_ours_stage", "pg_ours_fast_stage")
+DUCKDB_METHODS = ("ours", "duckdb_read_json", "duckdb_json_transform", "pandas", "dlt")
+POSTGRES_METHODS = ("pg_ours", "pg_ours_queued", "pg_raw_copy", "pg_ours_stage")
 CEILINGS = ("duckdb_read_json", "duckdb_json_transform")   # DuckDB reading the raw files itself
 PG_FLOOR = "pg_raw_copy"
 LABELS = {
-    "ours": "ours: parse.py → Arrow → Tx.load_arrow",
-    "ours_fast": "ours, proposed: Arrow JSON + threads",
+    "ours": "ours: stage() (Arrow JSON + threads)",
     "duckdb_read_json": "DuckDB read_json (native)",
     "duckdb_json_transform": "DuckDB json_transform (native)",
     "pandas": "pandas.json_normalize + insert",
@@ -50,7 +49,6 @@ LABELS = {
     "pg_ours_queued": "ours, proposed: COPY with queued writer",
     "pg_raw_copy": "raw COPY of pre-rendered CSV",
     "pg_ours_stage": "ours: whole stage (parse + COPY)",
-    "pg_ours_fast_stage": "ours, proposed: stage (fast parse + COPY)",
 }
 WORKER_TIMEOUT_S = 900
 LOADED_AT = "2027-01-01T00:00:00+00:00"
@@ -145,7 +143,7 @@ def prepare_postgres_inputs(root: Path, dataset: bench_data.Dataset, template: P
     log("[bench] preparing PostgreSQL inputs (our rows as Parquet and CSV) …")
     staged = root / "prepare.duckdb"
     shutil.copyfile(template, staged)
-    prepared = _worker({**spec, "method": "ours_fast", "warehouse_url": f"duckdb:///{staged}", "digest": False})
+    prepared = _worker({**spec, "method": "ours", "warehouse_url": f"duckdb:///{staged}", "digest": False})
     if prepared.get("error"):
         raise RuntimeError(f"could not stage the benchmark rows: {prepared['error']}")
     exported = _worker({"method": "export", "warehouse_url": f"duckdb:///{staged}", "parquet": str(root / "rows.parquet"),

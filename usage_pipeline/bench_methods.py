@@ -42,7 +42,8 @@ def method(name: str) -> Callable[[Callable[[dict[str, Any]], int]], Callable[[d
 
 @method("ours")
 def ours(spec: dict[str, Any]) -> Any:
-    """The pipeline's own path: `thousandeyes.stage()` per partition (reference parser → Arrow → Tx.load_arrow)."""
+    """The pipeline's own path: `<source>.stage()` per partition (for ThousandEyes: the fast v7 reader,
+    accounts on a thread pool, Arrow tables → Tx.load_arrow on one warehouse connection per stage call)."""
     from usage_pipeline.landing import LandingStore
     from usage_pipeline.sources import source_module
     from usage_pipeline.warehouse import Warehouse
@@ -57,23 +58,6 @@ def ours(spec: dict[str, Any]) -> Any:
             report = source.stage(warehouse, landing, key)
             rows += report.rows.get(spec.get("table", TESTS_TABLE), 0)
         return rows
-    return work
-
-
-@method("ours_fast")
-def ours_fast(spec: dict[str, Any]) -> Any:
-    """The proposed path (bench_fastpath.py): strict Arrow JSON parser, accounts on a thread pool,
-    one warehouse connection for the stage call, and on PostgreSQL the proposed COPY."""
-    from usage_pipeline.bench_fastpath import stage_thousandeyes
-    from usage_pipeline.bench_warehouse import SessionWarehouse
-    from usage_pipeline.landing import LandingStore
-
-    warehouse, landing = SessionWarehouse(url=spec["warehouse_url"]), LandingStore(root=spec["landing_root"])
-    warehouse.bootstrap()
-
-    def work() -> int:
-        with warehouse.session():
-            return sum(stage_thousandeyes(warehouse, landing, key).rows[TESTS_TABLE] for key in spec["partitions"])
     return work
 
 
@@ -248,12 +232,6 @@ def pg_raw_copy(spec: dict[str, Any]) -> Any:
 def pg_ours_stage(spec: dict[str, Any]) -> Any:
     """The pipeline's whole staging path on PostgreSQL: parse + COPY (`thousandeyes.stage`)."""
     return ours(spec)
-
-
-@method("pg_ours_fast_stage")
-def pg_ours_fast_stage(spec: dict[str, Any]) -> Any:
-    """The proposed staging path on PostgreSQL: fast parse + COPY."""
-    return ours_fast(spec)
 
 
 def step(worker: Callable[[dict[str, Any]], dict[str, Any]], spec: dict[str, Any], log: Callable[[str], None],

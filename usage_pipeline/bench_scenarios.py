@@ -14,7 +14,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +26,11 @@ from usage_pipeline.bench_replay import HISTORY, replay
 NEW_TICKS = 3
 INCREMENTAL_MODEL = "fct_test_usage"
 MODEL_VARS = {"at_risk_share": 0.8}
-# What one new tick needs to be found and replaced without reading the year (PostgreSQL has no
-# zone maps): staging by (partition_key, account_id) for stage_partition's delete and the model's
-# `partition_key in touched`, staging usage by loaded_at for `new_rows()`, the mart by its
-# unique_key and loaded_at (the merge's delete and the high-water mark).
-PG_INDEXES = (
-    "create index if not exists stg_te_tests_partition on staging.stg_thousandeyes__tests (partition_key, account_id)",
-    "create index if not exists stg_te_usage_partition on staging.stg_thousandeyes__usage (partition_key, account_id)",
-    "create index if not exists stg_te_usage_loaded on staging.stg_thousandeyes__usage (loaded_at)",
-    "create index if not exists stg_te_units_partition on staging.stg_thousandeyes__agent_units (partition_key, account_id)",
-    "create index if not exists stg_te_counts_partition on staging.stg_thousandeyes__agent_counts (partition_key, account_id)",
-)
-PG_MART_INDEXES = (
-    "create index if not exists fct_test_usage_partition on marts.fct_test_usage (partition_key)",
-    "create index if not exists fct_test_usage_loaded on marts.fct_test_usage (loaded_at)",
-)
 
 
-def run_all(root: Path, *, postgres: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every scenario; one that fails records its error and the others still run."""
+def run_all(root: Path, *, postgres: Any = None, log: Callable[[str], None] = print,
+            only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every scenario (or those in `only`); one that fails records its error and the others still run."""
     from usage_pipeline.bench import _worker
 
     root.mkdir(parents=True, exist_ok=True)
@@ -58,7 +44,12 @@ def run_all(root: Path, *, postgres: Any = None, log: Callable[[str], None] = pr
         ("other_sources", lambda: other_sources(root / "sources", _worker, log)),
         ("dagster_overhead", lambda: dagster_overhead(root / "dagster", _worker, log)),
     ]
+    unknown = set(only or ()) - {name for name, _ in steps}
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {sorted(unknown)}: use {', '.join(name for name, _ in steps)}")
     for name, run in steps:
+        if only and name not in only:
+            continue
         try:
             out[name] = run()
         except Exception as error:  # recorded, never hidden: the JSON and the table say what broke
@@ -73,25 +64,35 @@ def run_all(root: Path, *, postgres: Any = None, log: Callable[[str], None] = pr
 
 def incremental(root: Path, worker: Callable[[dict[str, Any]], dict[str, Any]], postgres: Any,
                 log: Callable[[str], None]) -> dict[str, Any]:
+    """`models.build_model` as shipped: full rebuilds, then one incremental build per new tick, per engine."""
     year = root / "year.duckdb"
-    if not year.exists():
-        raise RuntimeError("the replay scenario did not leave a year of staging to build marts from")
+    if not year.exists():  # run alone: the year of staging the replay scenario would have left
+        _year_of_staging(root, worker, log)
     out: dict[str, Any] = {"model": INCREMENTAL_MODEL, "new_ticks": NEW_TICKS}
     copy = root / "incremental.duckdb"
     shutil.copyfile(year, copy)
-    spec = {"method": "incremental", "landing_root": str(root / "landing"), "history_duckdb": str(year),
-            "scratch": str(root)}
+    spec = {"method": "incremental", "landing_root": str(root / "landing"), "history_duckdb": str(year)}
     out["duckdb"] = step(worker, {**spec, "warehouse_url": f"duckdb:///{copy}"}, log, "incremental · DuckDB")
     copy.unlink()
     if postgres is not None:
-        for key, proposed in (("postgres", False), ("postgres_proposed", True)):
-            url = postgres.create_database()
-            try:
-                out[key] = step(worker, {**spec, "warehouse_url": url, "proposed": proposed}, log,
-                                f"incremental · PostgreSQL{' · proposed' if proposed else ''}")
-            finally:
-                postgres.drop_database(url.rsplit("/", 1)[1])
+        url = postgres.create_database()
+        try:
+            out["postgres"] = step(worker, {**spec, "warehouse_url": url}, log, "incremental · PostgreSQL")
+        finally:
+            postgres.drop_database(url.rsplit("/", 1)[1])
     return out
+
+
+def _year_of_staging(root: Path, worker: Callable[[dict[str, Any]], dict[str, Any]], log: Callable[[str], None]) -> None:
+    """The replay scenario's year of raw files and staging, with DuckDB's native replay (the same rows, faster)."""
+    from usage_pipeline.bench import prepare_duckdb_template
+
+    log(f"[bench] scenario: incremental · generating {HISTORY['hours']:,} hourly ticks × {HISTORY['orgs']} organizations …")
+    root.mkdir(parents=True, exist_ok=True)
+    dataset = bench_data.write_thousandeyes_history(root / "landing", **HISTORY)
+    year = prepare_duckdb_template(root / "year.duckdb", dataset)
+    step(worker, {"method": "duckdb_replay_native", "landing_root": str(dataset.root), "loaded_at": "2027-01-01T00:00:00+00:00",
+                  "max_object_bytes": 1 << 24, "warehouse_url": f"duckdb:///{year}"}, log, "incremental · staging a year")
 
 
 @method("incremental")
@@ -105,15 +106,6 @@ def incremental_worker(spec: dict[str, Any]) -> Any:
     warehouse, landing = Warehouse(url=spec["warehouse_url"]), LandingStore(root=spec["landing_root"])
     source = source_module("thousandeyes")
     _spread_history(warehouse, spec["history_duckdb"])
-    postgres = warehouse.dialect == "postgres"
-    models_dir = None
-    if spec.get("proposed"):  # the proposals for models.py and the model, in this process only
-        from usage_pipeline.bench_warehouse import incremental_model_dir, merge_increment
-
-        models._merge_increment = merge_increment
-        target = Path(spec["scratch"]) / "models"
-        shutil.rmtree(target, ignore_errors=True)
-        models_dir = incremental_model_dir(target)
     next_hour = [HISTORY["hours"]]
 
     def new_tick() -> None:  # land, index and stage one more hourly tick: untimed
@@ -128,47 +120,26 @@ def incremental_worker(spec: dict[str, Any]) -> Any:
         source.stage(warehouse, landing, dataset.partitions[0])
 
     started = time.perf_counter()
-    project = models.load_project(models_dir, vars=MODEL_VARS)  # once, as a Dagster code location does at start-up
+    project = models.load_project(vars=MODEL_VARS)  # once, as a Dagster code location does at start-up
     load_s = round(time.perf_counter() - started, 3)
     model = project.models[INCREMENTAL_MODEL]
 
-    def build(*, full: bool) -> float:
-        """`models.build_model`: render, transpile, build or merge, in one transaction; the SQL work alone."""
-        started = time.perf_counter()
+    def build(*, full: bool) -> models.ModelResult:
+        """`models.build_model`: render, transpile, build or merge, in one transaction, as a Dagster run does."""
         result = models.build_model(warehouse, project, model, full_refresh=full)
         if result.mode != ("full_rebuild" if full else "incremental"):
             raise RuntimeError(f"{INCREMENTAL_MODEL} built as {result.mode}, expected {'full' if full else 'incremental'}")
-        elapsed = round(time.perf_counter() - started, 3)
-        if full and postgres and spec.get("proposed"):
-            # proposed for models.py: statistics and the model's indexes right after a rebuild (the
-            # renamed table has neither); not counted in the full time, so the ratio is not flattered
-            for statement in (f"analyze marts.{INCREMENTAL_MODEL}", *PG_MART_INDEXES):
-                _execute(warehouse, statement)
-        return elapsed
+        return result
 
     def work() -> dict[str, Any]:
-        if spec.get("proposed") and postgres:
-            for statement in PG_INDEXES:
-                _execute(warehouse, statement)
-        result: dict[str, Any] = {"project_load_s": load_s, "proposed": bool(spec.get("proposed")),
-                                  "model_template_changed": models_dir is not None,
-                                  "full_s": [build(full=True), build(full=True)], "incremental_s": []}
+        full = [build(full=True) for _ in range(2)]
+        result: dict[str, Any] = {"project_load_s": load_s, "full_s": [r.seconds for r in full], "incremental_s": [],
+                                  "incremental_rows": []}
         for _ in range(NEW_TICKS):
             new_tick()
-            result["incremental_s"].append(build(full=False))
-        # what build_model's closing `select count(*)` over the whole mart costs (O(history) on PostgreSQL)
-        started = time.perf_counter()
-        warehouse.query(f"select count(*) from marts.{INCREMENTAL_MODEL}")
-        result["row_count_s"] = round(time.perf_counter() - started, 3)
-        if postgres and not spec.get("proposed"):
-            for statement in (*PG_INDEXES, *PG_MART_INDEXES):
-                _execute(warehouse, statement)
-            result["indexes"] = [statement.split(" on ")[1] for statement in (*PG_INDEXES, *PG_MART_INDEXES)]
-            result["incremental_indexed_s"] = []
-            for _ in range(NEW_TICKS):
-                new_tick()
-                result["incremental_indexed_s"].append(build(full=False))
-            result["full_indexed_s"] = [build(full=True)]
+            increment = build(full=False)
+            result["incremental_s"].append(increment.seconds)
+            result["incremental_rows"].append({"inserted": increment.rows_inserted, "deleted": increment.rows_deleted})
         result["rows"] = int(warehouse.query(f"select count(*) from marts.{INCREMENTAL_MODEL}")[0][0])
         return result
     return work
@@ -224,18 +195,11 @@ def _summaries(out: dict[str, Any]) -> None:
             f"({replay_['current_over_native']}× native, extrapolated from {replay_['current']['partitions_done']} ticks)")
     inc = out.get("incremental", {})
     parts = []
-    for engine in ("duckdb", "postgres", "postgres_proposed"):
+    for engine in ("duckdb", "postgres"):
         if engine in inc:
             figures = inc[engine]
             full, step = min(figures["full_s"]), statistics.median(figures["incremental_s"])
-            text = f"{engine}: full {full:.2f} s, incremental {step:.2f} s (1/{full / step:.0f})" if step else engine
-            if "incremental_indexed_s" in figures:
-                indexed = statistics.median(figures["incremental_indexed_s"])
-                text += f", with indexes {indexed:.3f} s (1/{full / indexed:.0f})"
-            if figures.get("proposed") and figures.get("row_count_s") is not None:
-                lean = max(step - figures["row_count_s"], 1e-3)
-                text += f", without the closing count(*) ({figures['row_count_s']:.3f} s) {lean:.3f} s (1/{full / lean:.0f})"
-            parts.append(text)
+            parts.append(f"{engine}: full {full:.2f} s, incremental {step:.3f} s (1/{full / step:.0f})" if step else engine)
     if parts:
         inc["summary"] = f"{inc['model']} at one year ({inc['duckdb']['rows']:,} rows): " + "; ".join(parts)
     for name, label in (("tfe_limiter", "as shipped (1.0/s)"), ("tfe_limiter_proposed", f"proposed {PROPOSED_TFE_RATE}/s")):
@@ -264,19 +228,13 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
                         "measured": f"{replay_['current_over_native']}× (extrapolated)",
                         "met": replay_["current_over_native"] <= 3})
     inc = out.get("incremental", {})
-    for engine, key, label in (("postgres", "incremental_s", "as built today"),
-                               ("postgres", "incremental_indexed_s", "with staging and mart indexes only"),
-                               ("postgres_proposed", "incremental_s", "with indexes + proposed merge and model filter"),
-                               ("postgres_proposed", "lean", "proposed, and no count(*) of the whole mart after the merge"),
-                               ("duckdb", "incremental_s", "as built today")):
+    for engine in ("postgres", "duckdb"):
         figures = inc.get(engine)
-        if figures and key == "lean" and figures.get("row_count_s") is not None:
-            figures = {**figures, "lean": [max(statistics.median(figures["incremental_s"]) - figures["row_count_s"], 1e-3)]}
-        if figures and figures.get(key):
-            share = statistics.median(figures[key]) / min(figures["full_s"])
-            targets.append({"target": f"incremental ≤ 1/20 of full rebuild at one year, {engine.split('_')[0]}, {label}",
+        if figures and figures.get("incremental_s"):
+            share = statistics.median(figures["incremental_s"]) / min(figures["full_s"])
+            targets.append({"target": f"incremental ≤ 1/20 of full rebuild at one year, {engine}",
                             "measured": f"1/{1 / share:.0f}" if share else "0",
-                            "met": share <= 1 / 20 if engine.startswith("postgres") else None})
+                            "met": share <= 1 / 20 if engine == "postgres" else None})
     for name, label in (("tfe_limiter", "as shipped"), ("tfe_limiter_proposed", f"proposed {PROPOSED_TFE_RATE}/s")):
         tfe = out.get(name, {})
         if "rate_per_s" in tfe:
@@ -287,8 +245,12 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
-if __name__ == "__main__":  # a scenario on its own: python -m usage_pipeline.bench_scenarios
+if __name__ == "__main__":  # scenarios on their own: python -m usage_pipeline.bench_scenarios [incremental …]
+    import sys
+
     from usage_pipeline.pgserver import ThrowawayPostgres
 
     with tempfile.TemporaryDirectory() as directory, ThrowawayPostgres() as server:
-        print(json.dumps(run_all(Path(directory), postgres=server), indent=2, default=str))
+        out = run_all(Path(directory), postgres=server, only=sys.argv[1:] or None,
+                      log=lambda message: print(message, file=sys.stderr, flush=True))  # stdout: the JSON alone
+        print(json.dumps(out, indent=2, default=str))

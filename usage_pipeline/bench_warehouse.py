@@ -4,13 +4,12 @@
   replay or a stage call stops opening the DuckDB file and checkpointing for every transaction.
 - `load_arrow` / `copy_arrow_postgres`: `Tx.load_arrow` on PostgreSQL with timestamps rendered once
   per distinct value and psycopg's queued writer (the CSV, and so the rows, are the same).
-- `merge_increment` / `incremental_model_dir`: an incremental merge PostgreSQL answers from indexes.
-Each is a drop-in for the function it names; none changes a row.
+Each is a drop-in for the function it names; none changes a row. (The incremental merge measured
+here before is adopted: `models._merge_increment` and the `partition_in()` macro.)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -96,72 +95,7 @@ def copy_arrow_postgres(connection: Any, table: str, rows: pa.Table, *, batch_ro
     return rows.num_rows
 
 
-# ---------- incremental marts on PostgreSQL: let the planner use the indexes
-
-
 def _timestamps_as_text(column: pa.ChunkedArray) -> pa.Array:
     """The CSV text of a timestamp column, formatted once per distinct value (nulls stay null)."""
     encoded = column.combine_chunks().dictionary_encode()
     return encoded.dictionary.cast(pa.string()).take(encoded.indices)
-
-
-def merge_increment(tx: Any, model: Any, sql: str) -> tuple[int, int]:
-    """`models._merge_increment` as proposed: same rows, but O(new rows) on PostgreSQL.
-
-    Three changes: the new rows are ANALYZEd (a fresh table has no statistics, so PostgreSQL
-    guessed 200 distinct keys and scanned the whole mart); a single-column unique_key is matched
-    with `= any(array(...))`, which the planner answers with the key's index; and the delete
-    counts what it removes (`returning`) instead of a separate count over the mart.
-    """
-    import secrets
-
-    from usage_pipeline import models
-    from usage_pipeline.errors import ModelError
-    from usage_pipeline.model_project import Relation
-
-    relation = model.relation
-    new = Relation(relation.schema, f"{relation.name}__new_{secrets.token_hex(4)}")
-    tx.execute(f"create table {new} as\n{sql}")
-    if tx.dialect == "postgres":
-        tx.execute(f"analyze {new}")
-    target_columns = [c for c, _ in models._columns(tx, relation)]
-    if set(target_columns) != {c for c, _ in models._columns(tx, new)}:
-        raise ModelError(f"{model.file}: the columns of {relation.dotted} changed: run with full_refresh=True")
-    keys = ", ".join(models._q(column) for column in model.config.unique_key)
-    null_keys = " or ".join(f"{models._q(column)} is null" for column in model.config.unique_key)
-    if tx.execute(f"select count(*) from {new} where {null_keys}")[0][0]:
-        raise ModelError(f"{model.file}: new rows have a null unique_key ({keys})")
-    if len(model.config.unique_key) == 1 and tx.dialect == "postgres":
-        matching = f"{keys} = any(array(select distinct {keys} from {new}))"
-    else:
-        matching = f"({keys}) in (select distinct {keys} from {new})"
-    deleted = tx.execute(f"with gone as (delete from {relation} where {matching} returning 1) select count(*) from gone")[0][0]
-    columns = ", ".join(models._q(column) for column in target_columns)
-    tx.execute(f"insert into {relation} ({columns}) select {columns} from {new}")
-    inserted = tx.execute(f"select count(*) from {new}")[0][0]
-    tx.execute(f"drop table {new}")
-    return int(inserted), int(deleted)
-
-
-def incremental_model_dir(target: Path) -> Path | None:
-    """A copy of dbt_like_models/ whose fct_test_usage reads staging through the index when incremental.
-
-    The proposed template change: on an incremental run, `partition_key = any(array(select …
-    from touched))` (the planner uses the staging index); a full build keeps the hash join (an
-    8,760-element array probed per row would be quadratic). None when the file no longer has
-    the line this edits (the model changed: measure it as it is).
-    """
-    import shutil as _shutil
-
-    from usage_pipeline.models import DEFAULT_MODELS_DIR
-
-    _shutil.copytree(DEFAULT_MODELS_DIR, target)
-    path = target / "marts" / "thousandeyes" / "fct_test_usage.sql"
-    text = path.read_text()
-    line = "where partition_key in (select partition_key from touched)"
-    if text.count(line) != 2:
-        return None
-    proposed = ("{% if is_incremental() %} where partition_key = any(array(select partition_key from touched)) "
-                "{% else %} " + line + " {% endif %}")
-    path.write_text(text.replace(line, proposed))
-    return target

@@ -121,9 +121,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if index == total or index % max(1, total // 20) == 0:
             print(f"  {source}: {index}/{total} partitions re-staged (last {key})", flush=True)
 
-    staged = operations.replay(config, only=args.sources, progress=progress)
-    for source, rows in staged.items():
+    summary = operations.replay(config, only=args.sources, progress=progress)
+    for source, rows in summary.rows.items():
         print(f"{source}: {rows} staging rows rebuilt from raw")
+    for source, partitions in summary.unparsable.items():
+        print(f"{source}: {len(partitions)} partition(s) whose latest raw response cannot be parsed "
+              "(each account's latest response that parses was staged instead, as the live run did):")
+        for partition, causes in list(partitions.items())[:10]:
+            for account, cause in causes.items():
+                print(f"  {partition} [account {account}]: {cause}")
     print(f"marts rebuilt from staging in {time.monotonic() - started:.1f} s (no network used)")
     return 0
 

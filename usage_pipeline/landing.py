@@ -177,31 +177,49 @@ def record_snapshots(warehouse: Warehouse, snapshots: list[Snapshot]) -> None:
     warehouse.load_arrow("raw.api_snapshots", pa.Table.from_pylist(rows, schema=SNAPSHOT_SCHEMA))
 
 
-def latest_batches(warehouse: Warehouse, vendor: str, partition_key: str) -> dict[str, list[Snapshot]]:
-    """For each account, the snapshots of its latest complete batch of this partition.
+def complete_batches(warehouse: Warehouse, vendor: str, partition_key: str) -> dict[str, list[list[Snapshot]]]:
+    """For each account, the snapshots of each complete batch of this partition, latest first.
 
     Latest = greatest (finished_at, batch_id): the tie-break of DESIGN's idempotency rule.
+    Staging parses the latest and falls back to older ones only when it cannot be parsed, so the
+    rows always come from the latest *successful* snapshot, live and in replay alike.
     """
+    return complete_batches_by_partition(warehouse, vendor, partition_key).get(partition_key, {})
+
+
+def complete_batches_by_partition(warehouse: Warehouse, vendor: str, partition_key: str | None = None
+                                  ) -> dict[str, dict[str, list[list[Snapshot]]]]:
+    """`complete_batches` of every partition of a vendor (or of one), in one query: what replay reads."""
+    where, params = "vendor = %s and status = 'complete'", [vendor]
+    if partition_key is not None:
+        where, params = where + " and partition_key = %s", params + [partition_key]
     rows = warehouse.query(
         f"""
         with ranked as (
-            select batch_id, account_id,
-                   row_number() over (partition by account_id order by finished_at desc, batch_id desc) as position
+            select batch_id, row_number() over (partition by partition_key, account_id
+                                                order by finished_at desc, batch_id desc) as position
             from raw.api_batches
-            where vendor = %s and partition_key = %s and status = 'complete'
+            where {where}
         )
-        select {', '.join('s.' + column for column in SNAPSHOT_COLUMNS[:-1])}
+        select r.position, {', '.join('s.' + column for column in SNAPSHOT_COLUMNS[:-1])}
         from raw.api_snapshots s
-        join ranked r on r.batch_id = s.batch_id and r.position = 1
-        order by s.account_id, s.fetched_at, s.snapshot_id
+        join ranked r on r.batch_id = s.batch_id
+        order by s.partition_key, s.account_id, r.position, s.fetched_at, s.snapshot_id
         """,
-        [vendor, partition_key],
+        params,
     )
-    batches: dict[str, list[Snapshot]] = {}
-    for row in rows:
-        snapshot = _snapshot_from_row(row)
-        batches.setdefault(snapshot.account_id, []).append(snapshot)
-    return batches
+    batches: dict[str, dict[str, dict[int, list[Snapshot]]]] = {}
+    for position, *row in rows:
+        snapshot = _snapshot_from_row(tuple(row))
+        batches.setdefault(snapshot.partition_key, {}).setdefault(snapshot.account_id, {}) \
+            .setdefault(position, []).append(snapshot)
+    return {key: {account: list(by_position.values()) for account, by_position in accounts.items()}
+            for key, accounts in batches.items()}
+
+
+def latest_batches(warehouse: Warehouse, vendor: str, partition_key: str) -> dict[str, list[Snapshot]]:
+    """For each account, the snapshots of its latest complete batch of this partition."""
+    return {account: batches[0] for account, batches in complete_batches(warehouse, vendor, partition_key).items()}
 
 
 def partitions_with_batches(warehouse: Warehouse, vendor: str) -> list[str]:

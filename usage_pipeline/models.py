@@ -4,6 +4,10 @@ The one rule: every write is one `warehouse.transaction()` under a lock on its t
 reader sees the old relation or the new one, never half of one. A table is built under a
 temporary name and renamed into place in the transaction that drops the old one; an
 incremental model deletes the keys its new rows carry and inserts them, in one transaction.
+On PostgreSQL an incremental build costs O(new rows), not O(history): the rebuilt table is
+ANALYZEd and an incremental model gets indexes on its unique_key and high-water mark (the
+renamed table has neither), the merge's new rows are ANALYZEd, and nothing counts the whole
+table afterwards.
 
 Loading and validating the tree lives in `model_project.py`; YAML tests in `model_tests.py`.
 This module is what the rest of the package calls:
@@ -44,13 +48,21 @@ DEFAULT_MODELS_DIR = PROJECT_ROOT / "dbt_like_models"
 
 @dataclass(frozen=True)
 class ModelResult:
-    """What one model build did: how, how many rows, with which SQL, and its tests."""
+    """What one model build did: how, how many rows, with which SQL, and its tests.
+
+    `row_count` is the relation's total after a view, table or full build, and None after an
+    incremental one, which reports what it changed instead (`rows_inserted`, `rows_deleted`).
+    An exact total would mean counting the whole history on PostgreSQL (no zone maps), the
+    very cost an incremental build exists to avoid; "previous total + inserted - deleted"
+    would need the previous total from Dagster's event log, which is wrong as soon as the
+    table is written outside Dagster (`usage-pipeline replay`, a full refresh from the CLI).
+    """
 
     model: str
     relation: str
     materialized: str
     mode: str  # view | table | incremental | full_rebuild
-    row_count: int
+    row_count: int | None
     columns: tuple[tuple[str, str], ...]
     sql: str
     seconds: float
@@ -78,6 +90,7 @@ def build_model(warehouse: Warehouse, project: Project, model: Model, *, full_re
     relation = model.relation
     materialized = model.config.materialized
     counts: tuple[int | None, int | None] = (None, None)
+    row_count: int | None = None
     try:
         with warehouse.transaction() as tx:
             tx.lock(relation.dotted)
@@ -92,14 +105,21 @@ def build_model(warehouse: Warehouse, project: Project, model: Model, *, full_re
             if mode == "view":
                 _replace(tx, relation, [f"create view {relation} as\n{sql}"])
             elif mode == "incremental":
-                counts = _merge_increment(tx, model, sql)
+                columns = _columns(tx, relation)
+                _ensure_indexes(tx, model, columns)  # a table built before they existed gets them once
+                counts = _merge_increment(tx, model, sql, columns)
             else:
                 tmp = Relation(relation.schema, f"{relation.name}__tmp_{secrets.token_hex(4)}")
                 tx.execute(f"create table {tmp} as\n{sql}")
                 _replace(tx, relation, [f'alter table {tmp} rename to "{relation.name}"'])
             # read in the same transaction: the numbers describe exactly what was committed
-            row_count = int(tx.execute(f"select count(*) from {relation}")[0][0])
-            columns = _columns(tx, relation)
+            if mode != "incremental":
+                columns = _columns(tx, relation)
+                if mode != "view":
+                    _ensure_indexes(tx, model, columns)
+                    if tx.dialect == "postgres":  # a renamed table has no statistics until autovacuum gets to it
+                        tx.execute(f"analyze {relation}")
+                row_count = int(tx.execute(f"select count(*) from {relation}")[0][0])
     except UsagePipelineError:
         raise
     except Exception as error:  # re-raised with the model's file, never swallowed
@@ -119,12 +139,22 @@ def build_model(warehouse: Warehouse, project: Project, model: Model, *, full_re
     )
 
 
-def _merge_increment(tx: Tx, model: Model, sql: str) -> tuple[int, int]:
-    """Delete the target rows whose unique_key the new rows carry, insert the new rows."""
+def _merge_increment(tx: Tx, model: Model, sql: str, target: Sequence[tuple[str, str]]) -> tuple[int, int]:
+    """Delete the rows of `target` (its columns) whose unique_key the new rows carry, insert the new rows.
+
+    On PostgreSQL this reads O(new rows) of the target, never its history: the new rows are
+    ANALYZEd (a fresh table has no statistics, and the planner's guess of 200 distinct keys
+    made it hash-join the whole target), and a single-column key is matched with
+    `= any(array(select distinct ...))`, which the planner answers from the key's index (see
+    `_ensure_indexes`). The delete counts what it removes (`returning`), so nothing scans
+    the target twice. DuckDB reads the same `in (select distinct ...)` through its zone maps.
+    """
     relation = model.relation
     new = Relation(relation.schema, f"{relation.name}__new_{secrets.token_hex(4)}")
     tx.execute(f"create table {new} as\n{sql}")
-    target_columns, new_columns = [c for c, _ in _columns(tx, relation)], [c for c, _ in _columns(tx, new)]
+    if tx.dialect == "postgres":
+        tx.execute(f"analyze {new}")
+    target_columns, new_columns = [c for c, _ in target], [c for c, _ in _columns(tx, new)]
     if set(target_columns) != set(new_columns):
         added, removed = sorted(set(new_columns) - set(target_columns)), sorted(set(target_columns) - set(new_columns))
         raise ModelError(
@@ -136,14 +166,56 @@ def _merge_increment(tx: Tx, model: Model, sql: str) -> tuple[int, int]:
     nulls = tx.execute(f"select count(*) from {new} where {null_keys}")[0][0]
     if nulls:
         raise ModelError(f"{model.file}: {nulls} new row(s) have a null unique_key ({keys}): a key must never be null")
-    matching = f"({keys}) in (select {keys} from {new})"
-    deleted = tx.execute(f"select count(*) from {relation} where {matching}")[0][0]
-    tx.execute(f"delete from {relation} where {matching}")
+    if len(model.config.unique_key) == 1 and tx.dialect == "postgres":
+        matching = f"{keys} = any(array(select distinct {keys} from {new}))"
+    else:
+        matching = f"({keys}) in (select distinct {keys} from {new})"
+    deleted = tx.execute(f"with gone as (delete from {relation} where {matching} returning 1) select count(*) from gone")
     columns = ", ".join(_q(column) for column in target_columns)
     tx.execute(f"insert into {relation} ({columns}) select {columns} from {new}")
     inserted = tx.execute(f"select count(*) from {new}")[0][0]
     tx.execute(f"drop table {new}")
-    return int(inserted), int(deleted)
+    return int(inserted), int(deleted[0][0])
+
+
+# The column an incremental model's high-water mark is read from: `new_rows()` (macros/incremental.sql)
+# takes `max(loaded_at)` of the model's own table, so every incremental model carries it.
+HIGH_WATER_MARK = "loaded_at"
+
+
+def _indexes(model: Model, columns: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Name -> columns of the indexes an incremental build reads; none for other materializations.
+
+    The merge's delete looks the new keys up in the unique_key; `new_rows()` reads
+    `max(loaded_at)` of the table itself, one index probe instead of a scan of its history.
+    Names are stable (`<table>__unique_key`, `<table>__loaded_at`, within PostgreSQL's 63 bytes).
+    """
+    if model.config.materialized != "incremental" or not model.config.unique_key:
+        return {}
+    wanted = {"unique_key": model.config.unique_key}
+    if HIGH_WATER_MARK in columns and model.config.unique_key != (HIGH_WATER_MARK,):
+        wanted[HIGH_WATER_MARK] = (HIGH_WATER_MARK,)
+    name = model.relation.name
+    return {f"{name[: 61 - len(suffix)]}__{suffix}": index for suffix, index in wanted.items()}
+
+
+def _ensure_indexes(tx: Tx, model: Model, columns: Sequence[tuple[str, str]]) -> None:
+    """On PostgreSQL, create the indexes an incremental build reads (`_indexes`) that are missing.
+
+    A full build renames a fresh table into place, which has no index (the old table's went
+    with it, so the stable names are free again). DuckDB needs none: zone maps skip old row
+    groups, and an ART index would only slow the merge's delete and insert down.
+    """
+    wanted = _indexes(model, [name for name, _type in columns])
+    if tx.dialect != "postgres" or not wanted:
+        return
+    relation = model.relation
+    # looked up first: `create index if not exists` would still take a share lock on the table
+    existing = {row[0] for row in tx.execute(
+        "select indexname from pg_indexes where schemaname = %s and tablename = %s", [relation.schema, relation.name])}
+    for name, index_columns in wanted.items():
+        if name not in existing:
+            tx.execute(f"create index if not exists {_q(name)} on {relation} ({', '.join(_q(c) for c in index_columns)})")
 
 
 # Views that depend on a relation (recursively, deepest last), with PostgreSQL's own quoting.
@@ -421,7 +493,9 @@ def model_asset(project: Project, model: Model, *, dialect: str = "duckdb",
             if prepare is not None and model.sources:
                 prepare(warehouse)
             result = build_model(warehouse, project, model, full_refresh=config.full_refresh)
-            context.log.info(f"{result.relation}: {result.mode}, {result.row_count} rows in {result.seconds} s")
+            rows = (f"{result.row_count} rows" if result.row_count is not None
+                    else f"{result.rows_inserted} rows inserted, {result.rows_deleted} deleted")
+            context.log.info(f"{result.relation}: {result.mode}, {rows} in {result.seconds} s")
             yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(model, result))
         selected = [check.name for check in context.selected_asset_check_keys if check.name in tests]
         if selected:
@@ -453,14 +527,21 @@ def _definition_metadata(project: Project, model: Model) -> dict[str, Any]:
 
 
 def _materialization_metadata(model: Model, result: ModelResult) -> dict[str, Any]:
+    """`dagster/row_count` (the table's total) after a rebuild; what changed after an incremental build.
+
+    Dagster reads `dagster/row_count` as the table's row count, so it is never an estimate:
+    an incremental build reports `rows_inserted`/`rows_deleted` and leaves the total out
+    (see ModelResult: counting it would read the whole history on PostgreSQL).
+    """
     metadata: dict[str, Any] = {
-        "dagster/row_count": result.row_count,
         "dagster/column_schema": _table_schema(model, result.columns),
         "dagster/table_name": result.relation,
         "rendered_sql": dg.MetadataValue.md(f"```sql\n{result.sql}\n```"),
         "mode": result.mode,
         "duration_s": result.seconds,
     }
+    if result.row_count is not None:
+        metadata["dagster/row_count"] = result.row_count
     if result.rows_inserted is not None:
         metadata["rows_inserted"] = result.rows_inserted
         metadata["rows_deleted"] = result.rows_deleted

@@ -20,10 +20,10 @@ import dagster as dg
 
 from usage_pipeline import definitions, models, timeutil
 from usage_pipeline.errors import BackfillRefused
-from usage_pipeline.landing import LandingStore, partitions_with_batches
+from usage_pipeline.landing import LandingStore
+from usage_pipeline.replay import replay_staging
 from usage_pipeline.settings import Settings
 from usage_pipeline.sources import all_sources, enabled_sources, ensure_all_staging, source_module
-from usage_pipeline.sources.base import replay_source
 from usage_pipeline.warehouse import Warehouse
 
 log = logging.getLogger("usage_pipeline")
@@ -129,23 +129,37 @@ def run_model_assets(defs: dg.Definitions, summary: RunSummary, *,
     summary.model_problems.extend(_failed_checks(result, severities={dg.AssetCheckSeverity.ERROR}))
 
 
+@dataclass
+class ReplaySummary:
+    """What `replay` rebuilt: staging rows per source, and the partitions raw could not rebuild."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    # source -> partition -> account -> why its latest raw response could not be parsed
+    unparsable: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+
+
 def replay(config: Settings, *, only: Iterable[str] | None = None,
-           progress: Callable[[str, int, int, str], None] | None = None) -> dict[str, int]:
-    """Rebuild staging and marts from raw alone: no network, no token needed."""
+           progress: Callable[[str, int, int, str], None] | None = None) -> ReplaySummary:
+    """Rebuild staging and marts from raw alone: no network, no token needed.
+
+    Each account's rows come from its latest raw response that parses (what the live run
+    staged); raw responses that cannot be parsed are listed in the summary and the replay goes on.
+    """
     warehouse, landing = warehouse_of(config), landing_of(config)
     warehouse.bootstrap()
-    staged: dict[str, int] = {}
+    summary = ReplaySummary()
     for source in _selected(all_sources(), only):
-        partitions = partitions_with_batches(warehouse, source.KEY)
-        reports = replay_source(
-            vendor=source.KEY, partitions=partitions,
-            stage=lambda key, source=source: source.stage(warehouse, landing, key),
+        reports = replay_staging(
+            source.STAGING, warehouse, landing,
             progress=(lambda i, n, key, name=source.KEY: progress(name, i, n, key)) if progress else None,
         )
-        staged[source.KEY] = sum(sum(report.rows.values()) for report in reports)
+        summary.rows[source.KEY] = sum(sum(report.rows.values()) for report in reports)
+        failed = {report.partition_key: dict(report.failures) for report in reports if report.failures}
+        if failed:
+            summary.unparsable[source.KEY] = failed
     models.run_models(warehouse, full_refresh=True, vars={"at_risk_share": config.at_risk_share},
                       prepare=ensure_all_staging)
-    return staged
+    return summary
 
 
 def backfill(config: Settings, source_key: str, start: date, end: date, *, with_models: bool = True,

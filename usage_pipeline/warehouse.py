@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -126,6 +127,7 @@ class Warehouse(dg.ConfigurableResource):
     busy_timeout_s: float = Field(default=30.0, description="how long to wait for a DuckDB file held by another process")
     _bootstrapped: bool = PrivateAttr(default=False)
     _ensured_tables: set = PrivateAttr(default_factory=set)
+    _held: threading.local = PrivateAttr(default_factory=threading.local)
 
     # ---------- identity
 
@@ -148,8 +150,30 @@ class Warehouse(dg.ConfigurableResource):
     # ---------- connections
 
     @contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold one connection for everything inside (this thread): a replay or a stage call
+        stops opening the DuckDB file and checkpointing for every transaction and query."""
+        if getattr(self._held, "connection", None) is not None:
+            yield  # already in a session: the outer one owns the connection
+            return
+        with self.connect(write=True) as connection:
+            if self.dialect == "postgres":
+                # reads must not leave a transaction open, or `transaction()` would become a
+                # savepoint inside it and every write would roll back when the session closes
+                connection.autocommit = True
+            self._held.connection = connection
+            try:
+                yield
+            finally:
+                self._held.connection = None
+
+    @contextmanager
     def connect(self, *, write: bool) -> Iterator[Any]:
-        """A short-lived connection; DuckDB waits a bounded time for another process's lock."""
+        """A short-lived connection (or the session's); DuckDB waits a bounded time for another process's lock."""
+        held = getattr(self._held, "connection", None)
+        if held is not None:
+            yield held
+            return
         if self.dialect == "postgres":
             import psycopg
 

@@ -103,3 +103,27 @@ def test_run_with_nothing_configured_says_so(monkeypatch, tmp_path, capsys):
         monkeypatch.delenv(name, raising=False)
     assert cli.main(["run"]) == 2
     assert "No source is configured" in capsys.readouterr().out
+
+
+def test_replay_lists_a_response_it_cannot_parse_and_rebuilds_the_same_marts(sandbox_env, monkeypatch, capsys):
+    """A TFE bundle without snapshot ids lands as a complete pull; the run fails its check by name
+    and keeps the earlier bundle's rows; replay says so and rebuilds identical marts."""
+    from datetime import timedelta
+
+    with timeutil.use_clock(sandbox_env.clock):
+        assert cli.main(["run"]) == 0
+        sandbox_env.clock.advance(timedelta(minutes=30))  # the same daily TFE tick, pulled again
+        sandbox_env.faults.add("terraform_enterprise:/api/v1/usage/bundle", "missing_field", field="snapshots.id")
+        assert cli.main(["run", "--source", "terraform_enterprise"]) == 1
+    ran = capsys.readouterr().out
+    assert "terraform_enterprise [account 127.0.0.1]" in ran and "has no 'id' field" in ran
+    url = settings.load().warehouse_url
+    before = mart_fingerprint(url)
+    assert before["fct_tfe_usage_metrics"][0] > 0  # the earlier bundle's rows stayed
+
+    sandbox_env.stop()
+    assert cli.main(["replay"]) == 0
+    replayed = capsys.readouterr().out
+    assert "terraform_enterprise: 1 partition(s) whose latest raw response cannot be parsed" in replayed
+    assert "[account 127.0.0.1]" in replayed and "has no 'id' field" in replayed
+    assert mart_fingerprint(url) == before

@@ -2,12 +2,16 @@
 
 Proves, on both engines: the table swap is atomic (a failing build leaves the old table and no
 temporary table; views built on it survive a rebuild), an incremental run equals a full
-rebuild on the same data and touches only the new keys, the unit-test helper returns a
-model's exact rows (the portable-SQL constructs included), and runtime errors name the model.
+rebuild on the same data and touches only the new keys (with a composite key and with a
+single-column one, which PostgreSQL matches through `any(array(...))`), the unit-test helper
+returns a model's exact rows (the portable-SQL constructs included), and runtime errors name
+the model. On PostgreSQL a rebuilt table is analyzed and an incremental model's unique_key and
+loaded_at are indexed, so the merge's delete is an index lookup; DuckDB gets no index.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from model_fixtures import QUOTA_SCHEMA, USAGE_SCHEMA, at, model_tree, quota_row
 
 from usage_pipeline.errors import ModelError
 from usage_pipeline.models import load_project, run_models, run_tests, unit_test
-from usage_pipeline.warehouse import Warehouse
+from usage_pipeline.warehouse import Tx, Warehouse
 
 BATCH_1 = [
     # loaded long before the others: outside new_rows()' 1-hour lookback from then on
@@ -37,12 +41,64 @@ BATCH_2_NEW_TICK = [usage_row("s3", "a", "cloud_units", 70, 95, observed=at(2, 1
 BATCH_2_REPULL = [usage_row("s4", "a", "cloud_units", 55, 90, observed=at(1, 10, 30), loaded=at(2), partition="t1")]
 
 
+# the per-tick facts' shape (marts/thousandeyes): one key column, every row of a touched tick re-read
+FCT_TICKS = """{{ config(materialized='incremental', unique_key=['partition_key']) }}
+
+with
+
+touched as (
+
+    select distinct partition_key
+    from {{ source('staging', 'stg_demo__usage') }}
+    {% if is_incremental() %} where {{ new_rows() }} {% endif %}
+
+),
+
+usage as (
+
+    select * from {{ source('staging', 'stg_demo__usage') }}
+    where {{ partition_in('touched') }}
+
+),
+
+final as (
+
+    select snapshot_id, account_id, unit, used, observed_at, loaded_at, partition_key
+    from usage
+
+)
+
+select * from final
+"""
+
+
 def rows(warehouse: Warehouse, relation: str, order_by: str) -> list[tuple]:
     return warehouse.query(f"select * from {relation} order by {order_by}")
 
 
 def relation_names(warehouse: Warehouse, schema: str) -> set[str]:
     return {r[0] for r in warehouse.query("select table_name from information_schema.tables where table_schema = %s", [schema])}
+
+
+def indexes(warehouse: Warehouse, table: str) -> dict[str, str]:
+    """Index name -> definition of marts.<table>."""
+    if warehouse.dialect == "postgres":
+        found = warehouse.query("select indexname, indexdef from pg_indexes where schemaname = 'marts' and tablename = %s", [table])
+    else:
+        found = warehouse.query("select index_name, sql from duckdb_indexes() where schema_name = 'marts' and table_name = %s",
+                                [table])
+    return dict(found)
+
+
+def analyzed_columns(warehouse: Warehouse, table: str) -> int:
+    """Columns of marts.<table> with planner statistics (only ANALYZE writes them; autovacuum skips tiny tables)."""
+    return warehouse.query("select count(*) from pg_stats where schemaname = 'marts' and tablename = %s", [table])[0][0]
+
+
+def restage_batch_2(warehouse: Warehouse) -> None:
+    """A day later: a's t1 re-pulled (no tasks any more) and a new tick t2, staged as the source assets do."""
+    write_staging(warehouse, "stg_demo__usage", BATCH_2_REPULL, USAGE_SCHEMA, where={"account_id": "a", "partition_key": "t1"})
+    write_staging(warehouse, "stg_demo__usage", BATCH_2_NEW_TICK, USAGE_SCHEMA, where={"partition_key": "t2"})
 
 
 @pytest.fixture
@@ -71,8 +127,7 @@ def test_run_models_builds_every_model_in_order_and_tests_pass(warehouse: Wareho
 def test_incremental_run_equals_full_rebuild(warehouse: Warehouse, basic: Path) -> None:
     run_models(warehouse, models_dir=basic)
     # staging replaces a (vendor, partition, account) as a whole, as the source assets do
-    write_staging(warehouse, "stg_demo__usage", BATCH_2_REPULL, USAGE_SCHEMA, where={"account_id": "a", "partition_key": "t1"})
-    write_staging(warehouse, "stg_demo__usage", BATCH_2_NEW_TICK, USAGE_SCHEMA, where={"partition_key": "t2"})
+    restage_batch_2(warehouse)
 
     incremental = {r.model: r for r in run_models(warehouse, models_dir=basic, select=["fct_units_used+"])}
     fct = incremental["fct_units_used"]
@@ -80,6 +135,8 @@ def test_incremental_run_equals_full_rebuild(warehouse: Warehouse, basic: Path) 
     # read: the re-pull and the new tick, plus b's row inside the lookback (re-reading it is harmless);
     # never c's day-old row. Deleted: a's old t1 rows (cloud + tasks) and b's t1 row.
     assert (fct.rows_inserted, fct.rows_deleted) == (3, 3)
+    # what changed, not a total: counting the whole table is what incremental builds avoid
+    assert fct.row_count is None and incremental["mart_usage_vs_quota"].row_count == 4
     after_incremental = rows(warehouse, "marts.fct_units_used", "snapshot_id, unit")
     mart_incremental = rows(warehouse, "marts.mart_usage_vs_quota", "day, account_id, unit")
 
@@ -91,6 +148,86 @@ def test_incremental_run_equals_full_rebuild(warehouse: Warehouse, basic: Path) 
         ("s0", "c", "tasks", 1), ("s2", "b", "cloud_units", 120), ("s3", "a", "cloud_units", 70),
         ("s4", "a", "cloud_units", 55),
     ]
+
+
+def test_incremental_run_with_a_single_column_key_equals_full_rebuild(warehouse: Warehouse, basic: Path) -> None:
+    # on PostgreSQL both the model's filter and the merge's delete take the `= any(array(...))` form
+    (basic / "marts" / "fct_ticks.sql").write_text(FCT_TICKS)
+    first = run_models(warehouse, models_dir=basic, select=["fct_ticks"])[0]
+    assert (first.mode, first.row_count) == ("full_rebuild", 4)
+    restage_batch_2(warehouse)
+
+    increment = run_models(warehouse, models_dir=basic, select=["fct_ticks"])[0]
+    # touched: t1 (a re-pulled; b re-read whole, so replacing the tick keeps it) and t2; never t0
+    assert (increment.mode, increment.rows_inserted, increment.rows_deleted) == ("incremental", 3, 3)
+    filter_ = {"postgres": "partition_key=any(array(selectpartition_keyfromtouched))",
+               "duckdb": "partition_keyin(selectpartition_keyfromtouched)"}[warehouse.dialect]
+    assert filter_ in re.sub(r"\s+", "", increment.sql.lower())
+    after_incremental = rows(warehouse, "marts.fct_ticks", "snapshot_id, unit")
+    assert [(r[0], r[1], r[2], r[6]) for r in after_incremental] == [
+        ("s0", "c", "tasks", "t0"), ("s2", "b", "cloud_units", "t1"), ("s3", "a", "cloud_units", "t2"),
+        ("s4", "a", "cloud_units", "t1"),
+    ]
+    rebuilt = run_models(warehouse, models_dir=basic, select=["fct_ticks"], full_refresh=True)[0]
+    assert rebuilt.mode == "full_rebuild"
+    assert rows(warehouse, "marts.fct_ticks", "snapshot_id, unit") == after_incremental
+
+
+def test_rebuild_indexes_what_an_increment_reads_and_analyzes_on_postgres(warehouse: Warehouse, basic: Path) -> None:
+    """The renamed table has neither statistics nor indexes: an increment would scan the whole mart."""
+    run_models(warehouse, models_dir=basic, select=["+fct_units_used", "+fct_quota"], tests=False)
+    if warehouse.dialect == "duckdb":  # zone maps; an index would only slow the merge down
+        assert indexes(warehouse, "fct_units_used") == {}
+        return
+    assert indexes(warehouse, "fct_units_used") == {
+        # the merge's delete looks the new keys up here
+        "fct_units_used__unique_key":
+            "CREATE INDEX fct_units_used__unique_key ON marts.fct_units_used USING btree (account_id, partition_key)",
+        # new_rows()' high-water mark: max(loaded_at) of the mart itself
+        "fct_units_used__loaded_at": "CREATE INDEX fct_units_used__loaded_at ON marts.fct_units_used USING btree (loaded_at)",
+    }
+    assert indexes(warehouse, "fct_quota") == {}  # a table model is never merged into
+    assert analyzed_columns(warehouse, "fct_units_used") == 11
+    assert analyzed_columns(warehouse, "fct_quota") == 10
+    # a mart built before the indexes existed gets them on its next incremental build
+    with warehouse.transaction() as tx:
+        tx.execute("drop index marts.fct_units_used__unique_key")
+        tx.execute("drop index marts.fct_units_used__loaded_at")
+    assert run_models(warehouse, models_dir=basic, select=["fct_units_used"], tests=False)[0].mode == "incremental"
+    assert set(indexes(warehouse, "fct_units_used")) == {"fct_units_used__unique_key", "fct_units_used__loaded_at"}
+
+
+def test_increment_reads_the_mart_through_its_indexes_on_postgres(warehouse: Warehouse, basic: Path, monkeypatch) -> None:
+    """EXPLAIN of the very statements an increment runs, in its transaction: index probes, never a scan of history."""
+    # 2,000 ticks × 5 accounts, the last one loaded an hour after the others (inside the look-back)
+    history = [usage_row(f"s{tick}", account, "cloud_units", tick, None, observed=at(1), loaded=at(1, tick // 1999),
+                         partition=f"t{tick:04}") for tick in range(2000) for account in ("a", "b", "c", "d", "e")]
+    write_staging(warehouse, "stg_demo__usage", history, USAGE_SCHEMA)
+    (basic / "marts" / "fct_ticks.sql").write_text(FCT_TICKS)
+    run_models(warehouse, models_dir=basic, select=["fct_ticks"], tests=False)
+    write_staging(warehouse, "stg_demo__usage", [usage_row("s9", "a", "cloud_units", 9, None, observed=at(2), loaded=at(2),
+                                                           partition="t2000")], USAGE_SCHEMA, where={"partition_key": "t2000"})
+    plans: list[str] = []
+    execute = Tx.execute
+
+    def explaining(tx: Tx, sql: str, params=None):
+        # the new rows' select (whose high-water mark reads the mart) and the merge's delete
+        new_rows = re.match(r'create table "marts"\."fct_ticks__new_\w+" as\n', sql)
+        if new_rows or sql.startswith("with gone as (delete from"):
+            statement = sql[new_rows.end():] if new_rows else sql
+            plans.append("\n".join(row[0] for row in execute(tx, f"explain {statement}", params)))
+        return execute(tx, sql, params)
+
+    monkeypatch.setattr(Tx, "execute", explaining)
+    increment = run_models(warehouse, models_dir=basic, select=["fct_ticks"], tests=False)[0]
+    # the new tick, and the last tick re-read through the look-back
+    assert (increment.mode, increment.rows_inserted, increment.rows_deleted) == ("incremental", 6, 5)
+    select, delete = plans
+    if warehouse.dialect == "postgres":
+        assert "fct_ticks__loaded_at" in select, select
+        assert "fct_ticks__unique_key" in delete, delete
+        for plan in plans:  # the new rows' table may be scanned, never the mart
+            assert re.search(r"Seq Scan on fct_ticks\s", plan) is None, plan
 
 
 def test_incremental_run_with_nothing_new_changes_nothing(warehouse: Warehouse, basic: Path) -> None:

@@ -64,6 +64,26 @@ def test_render_resolves_ref_source_this_macros_and_incremental_branch(basic: Pa
     assert "included * 0.8" in mart  # var() default
 
 
+@pytest.mark.parametrize("model", ["fct_test_usage", "fct_agent_usage", "fct_agent_counts"])
+@pytest.mark.parametrize("target, is_incremental, expected", [
+    # PostgreSQL's planner answers any(array(...)) from the staging index on partition_key
+    ("postgres", True, "partition_key=any(array(selectpartition_keyfromtouched))"),
+    # a full build keeps the hash join: an array of every tick probed per row would be quadratic
+    ("postgres", False, "partition_keyin(selectpartition_keyfromtouched)"),
+    # DuckDB skips old row groups with its zone maps either way
+    ("duckdb", True, "partition_keyin(selectpartition_keyfromtouched)"),
+    ("duckdb", False, "partition_keyin(selectpartition_keyfromtouched)"),
+])
+def test_per_tick_facts_read_touched_ticks_through_the_index_only_incrementally_on_postgres(
+        model: str, target: str, is_incremental: bool, expected: str) -> None:
+    project = load_project(DEFAULT_MODELS_DIR)
+    fact = project.model(model)
+    sql = to_dialect(project.render(fact, is_incremental=is_incremental, target=target), target, file=fact.file)
+    squeezed = re.sub(r"\s+", "", sql.lower())
+    assert squeezed.count(expected) == 2  # the usage rows and the model's own staging table
+    assert squeezed.count("fromtouched") == 2
+
+
 def test_var_overrides_the_default(basic: Path) -> None:
     project = load_project(basic, vars={"at_risk_share": 0.95})
     assert "included * 0.95" in project.render(project.models["mart_usage_vs_quota"])

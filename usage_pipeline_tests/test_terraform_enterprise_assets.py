@@ -53,11 +53,16 @@ def tick(server: SandboxServer, warehouse: Warehouse, landing: LandingStore, *,
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """Failed steps by step key, and failed asset checks as `<asset>:<check>`, with their messages."""
     messages = {}
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
             messages[event.step_key] = " | ".join(filter(None, [error.message, error.cause.message if error.cause else ""]))
+    for check in result.get_asset_check_evaluations():
+        if not check.passed:
+            messages[f"{check.asset_key.path[-1]}:{check.check_name}"] = (
+                f"{check.description} | {check.metadata['failures'].value}")
     return messages
 
 
@@ -113,8 +118,9 @@ def test_past_tick_is_refused_without_a_request(server, warehouse, landing):
     # the body cut off half-way
     ("malformed_json", {}, "raw__terraform_enterprise__usage_bundle",
      "is not valid JSON: it ends before the JSON is complete (truncated response?)"),
-    # a snapshot without its dedup key: valid JSON, refused by the parser in staging
-    ("missing_field", {"field": "snapshots.id"}, "stg_terraform_enterprise_usage_bundle",
+    # a snapshot without its dedup key: valid JSON, refused by the parser in staging, which then
+    # stages the last good pull and fails its check (not the step) naming the account and cause
+    ("missing_field", {"field": "snapshots.id"}, "stg_terraform_enterprise__metrics:all_accounts_parsed",
      "bundle snapshot #0 (timestamp 2026-11-13T20:30:04.386332646-03:30) has no 'id' field"),
 ])
 def test_bad_bundle_fails_with_its_message_and_raw_stays_landed(server, warehouse, landing, fault, params,
@@ -125,8 +131,8 @@ def test_bad_bundle_fails_with_its_message_and_raw_stays_landed(server, warehous
     server.clock.advance(timedelta(hours=1))  # the same tick, pulled again an hour later
     server.faults.add(f"{constants.KEY}:{constants.BUNDLE_PATH}", fault, **params)
     result = tick(server, warehouse, landing)
-    assert not result.success
     failures = failure_messages(result)
+    assert result.success == (":" in failed_step)  # a failed check is not a failed step
     assert list(failures) == [failed_step]
     assert message in failures[failed_step]
     assert "terraform_enterprise [account 127.0.0.1]" in failures[failed_step]

@@ -342,7 +342,7 @@ def test_a_bad_payload_gives_its_message_keeps_raw_and_spares_the_other_organiza
     assert result.success  # one organization failing never stops the other
     passed, description = checks_of(result)[where]
     assert not passed
-    assert description.startswith("failed accounts: 2001: ")
+    assert description.startswith("thousandeyes [account 2001]: ")
     assert message.format(port=pipeline.server.base_url.rsplit(":", 1)[1]) in description
     if where == "all_accounts_parsed":
         snapshot_id = pipeline.one("select snapshot_id from raw.api_snapshots where account_id = '2001' "
@@ -374,7 +374,7 @@ def test_a_second_account_group_failing_does_not_stop_the_first(pipeline):
     result = pipeline.tick(TICKS[2])
     assert result.success
     passed, description = checks_of(result)["all_accounts_pulled"]
-    assert not passed and description.startswith("failed accounts: 2001: usage: token rejected or expired")
+    assert not passed and description.startswith("thousandeyes [account 2001]: usage: token rejected or expired")
     assert pipeline.server.tokens["thousandeyes"] not in description
     assert pipeline.one("select status, error like %s from raw.api_batches where account_id = '2001'",
                         ["%HTTP 403%"]) == ("failed", True)

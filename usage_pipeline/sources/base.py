@@ -2,8 +2,9 @@
 
 The one rule: one failing account never stops the others. `pull_accounts` lands each
 account's responses in its own batch and reports failures by name; `stage_partition` parses
-each account's latest complete batch and replaces exactly that account's rows of the
-partition in one transaction.
+each account's latest complete batch (falling back to its latest one that parses, so rows
+always come from the latest successful snapshot) and replaces exactly that account's rows of
+the partition in one transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 
 from usage_pipeline import timeutil
 from usage_pipeline.errors import BackfillRefused, SourceError, UsagePipelineError
-from usage_pipeline.landing import BatchWriter, LandingStore, Snapshot, latest_batches
+from usage_pipeline.landing import BatchWriter, LandingStore, Snapshot, complete_batches
 from usage_pipeline.warehouse import Warehouse
 
 log = logging.getLogger("usage_pipeline.sources")
@@ -98,7 +99,7 @@ class PullReport:
         }
 
     def check_result(self, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
-        return _isolation_check(PULL_CHECK, asset_key, self.failures, len(self.landed))
+        return _isolation_check(PULL_CHECK, asset_key, self.vendor, self.failures, len(self.landed))
 
 
 def pull_accounts(
@@ -142,7 +143,7 @@ def pull_accounts(
 class Parsed:
     """A parser's output: rows per staging table, plus warnings (e.g. unknown fields) to report once."""
 
-    tables: Mapping[str, list[dict[str, Any]]]
+    tables: Mapping[str, list[dict[str, Any]] | pa.Table]  # row dicts, or Arrow columns (to_arrow checks their types)
     warnings: tuple[str, ...] = ()
     is_account: bool = True  # False for bookkeeping batches (e.g. HCP organization discovery)
 
@@ -168,7 +169,7 @@ class StageReport:
         }
 
     def check_result(self, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
-        return _isolation_check(STAGE_CHECK, asset_key, self.failures, self.accounts)
+        return _isolation_check(STAGE_CHECK, asset_key, self.vendor, self.failures, self.accounts)
 
 
 def staging_schema(schema: pa.Schema) -> pa.Schema:
@@ -181,74 +182,134 @@ def ensure_staging_tables(warehouse: Warehouse, tables: Mapping[str, pa.Schema])
         warehouse.ensure_table(table, staging_schema(schema), indexes=STAGING_INDEXES)
 
 
-def stage_partition(
-    *,
-    vendor: str,
-    partition_key: str,
-    warehouse: Warehouse,
-    landing: LandingStore,
-    tables: Mapping[str, pa.Schema],
-    parse: Callable[[str, list[Snapshot]], Parsed],
-    logger: logging.Logger | None = None,
-) -> StageReport:
-    """Parse each account's latest complete batch and replace its rows of this partition.
+Parse = Callable[[str, list[Snapshot]], Parsed]
+# (landing, every account's complete batches of one partition, latest first) -> the parse to apply
+ParserFactory = Callable[[LandingStore, Mapping[str, list[list[Snapshot]]]], Parse]
 
-    All staging tables of one account change in one transaction; a parse failure of one
-    account leaves its previous rows (and its raw files) and the other accounts still load.
+
+@dataclass(frozen=True)
+class Staging:
+    """How one source turns raw batches into staging rows: its tables and its parser.
+
+    `parser` sees every account of the partition before any is parsed, so a source that judges
+    accounts together (ThousandEyes counts an organization once) can. It is a module-level
+    function, so a replay can run it in worker processes.
     """
-    logger = logger or log
-    ensure_staging_tables(warehouse, tables)
-    report = StageReport(vendor, partition_key, rows={table: 0 for table in tables})
-    for account, snapshots in latest_batches(warehouse, vendor, partition_key).items():
-        try:
-            parsed = parse(account, snapshots)
-        except UsagePipelineError as error:
-            report.failures[account] = _cause(error)
-            logger.error("%s", _as_source_error(error, vendor, account))
-            continue
-        _report_warnings(parsed.warnings, report, logger)
-        loaded_at = datetime.now(UTC)  # a system fact (when rows were written), never the simulated clock
-        with warehouse.transaction() as tx:
-            for table, schema in tables.items():
-                tx.lock(table, partition_key, account)
-                tx.delete_where(table, {"partition_key": partition_key, "account_id": account})
-                rows = to_arrow(parsed.tables.get(table, []), schema, account_id=account,
+
+    vendor: str
+    tables: Mapping[str, pa.Schema]
+    parser: ParserFactory
+
+    def ensure(self, warehouse: Warehouse) -> None:
+        ensure_staging_tables(warehouse, self.tables)
+
+    def parse_partition(self, landing: LandingStore, partition_key: str,
+                        batches: Mapping[str, list[list[Snapshot]]]) -> tuple[StageReport, dict[str, Parsed]]:
+        """Pick and parse each account's batch (no warehouse): the report, and the rows to stage by account.
+
+        The latest complete batch is parsed; when it cannot be (an HTML page or malformed JSON
+        answered with 200), its failure is reported by account and cause and the account's latest
+        older batch that parses is used instead: rows always come from the latest *successful*
+        snapshot, live and in replay alike. An account with no parsable batch is left out.
+        """
+        report = StageReport(self.vendor, partition_key, rows={table: 0 for table in self.tables})
+        parse, chosen = self.parser(landing, batches), {}
+        for account, account_batches in batches.items():
+            for position, snapshots in enumerate(account_batches):
+                try:
+                    parsed = parse(account, snapshots)
+                except UsagePipelineError as error:
+                    if position == 0:
+                        report.failures[account] = _cause(error)
+                    continue
+                if position:
+                    report.warnings.append(
+                        f"{self.vendor} [account {account}]: the latest pull of {partition_key} could not be parsed; "
+                        f"staged its latest pull that parses instead (snapshot {snapshots[0].snapshot_id}, "
+                        f"{position} pull(s) older)")
+                report.warnings.extend(parsed.warnings)
+                report.accounts += parsed.is_account
+                report.snapshot_ids.extend(snapshot.snapshot_id for snapshot in snapshots)
+                chosen[account] = parsed
+                break
+        return report, chosen
+
+    def rows_of(self, account: str, partition_key: str, parsed: Parsed, loaded_at: datetime) -> dict[str, pa.Table]:
+        """The typed staging rows of one account's parsed batch, per table."""
+        return {table: to_arrow(parsed.tables.get(table, []), schema, account_id=account,
                                 partition_key=partition_key, loaded_at=loaded_at)
-                report.rows[table] += tx.load_arrow(table, rows)
-        report.accounts += parsed.is_account
-        report.snapshot_ids.extend(snapshot.snapshot_id for snapshot in snapshots)
-    if report.failures and not report.accounts:
-        raise SourceError(vendor, ", ".join(report.failures), "no account could be parsed: " + _summary(report.failures))
-    return report
+                for table, schema in self.tables.items()}
+
+    def stage(self, warehouse: Warehouse, landing: LandingStore, partition_key: str, *,
+              logger: logging.Logger | None = None) -> StageReport:
+        """Parse each account's latest batch that parses and replace its rows of this partition.
+
+        All staging tables of one account change in one transaction, under the partition's
+        lock; a failing account is reported by name and the others still load. Raises only
+        when no account could be parsed (nothing of this partition can change).
+        """
+        self.ensure(warehouse)
+        with warehouse.session():
+            batches = complete_batches(warehouse, self.vendor, partition_key)
+            report, chosen = self.parse_partition(landing, partition_key, batches)
+            log_stage_report(report, logger or log)
+            for account, parsed in chosen.items():
+                loaded_at = datetime.now(UTC)  # a system fact (when rows were written), never the simulated clock
+                with warehouse.transaction() as tx:
+                    for table, rows in self.rows_of(account, partition_key, parsed, loaded_at).items():
+                        tx.lock(table, partition_key, account)
+                        tx.delete_where(table, {"partition_key": partition_key, "account_id": account})
+                        report.rows[table] += tx.load_arrow(table, rows)
+        if report.failures and not report.accounts:
+            raise SourceError(self.vendor, ", ".join(report.failures),
+                              "no account could be parsed: " + _summary(report.failures))
+        return report
 
 
-def to_arrow(rows: list[dict[str, Any]], schema: pa.Schema, *, account_id: str, partition_key: str,
+def stage_partition(*, vendor: str, partition_key: str, warehouse: Warehouse, landing: LandingStore,
+                    tables: Mapping[str, pa.Schema], parse: Parse, logger: logging.Logger | None = None) -> StageReport:
+    """`Staging.stage` with one fixed `parse` for every account (sources that judge accounts alone)."""
+    return Staging(vendor, tables, lambda _landing, _batches: parse).stage(warehouse, landing, partition_key,
+                                                                           logger=logger)
+
+
+def log_stage_report(report: StageReport, logger: logging.Logger) -> None:
+    """Each failure once as an error naming source and account; each distinct warning once per process."""
+    for account, cause in report.failures.items():
+        logger.error("%s [account %s]: %s", report.vendor, account, cause)
+    for warning in report.warnings:
+        if warning not in _reported_warnings:
+            _reported_warnings.add(warning)
+            logger.warning("%s", warning)
+
+
+def to_arrow(rows: list[dict[str, Any]] | pa.Table, schema: pa.Schema, *, account_id: str, partition_key: str,
              loaded_at: datetime) -> pa.Table:
-    """Typed Arrow table of parser rows plus the staging key columns; a wrong type fails here."""
-    table = pa.Table.from_pylist(rows, schema=schema)
-    count = table.num_rows
-    return table.append_column(STAGING_KEY_COLUMNS[0], pa.array([account_id] * count, pa.string())) \
-        .append_column(STAGING_KEY_COLUMNS[1], pa.array([partition_key] * count, pa.string())) \
-        .append_column(STAGING_KEY_COLUMNS[2], pa.array([loaded_at] * count, STAGING_KEY_COLUMNS[2].type))
+    """Typed Arrow table of parser rows (dicts, or an Arrow table) plus the staging key columns; a wrong type fails here.
 
-
-def replay_source(*, vendor: str, partitions: Iterable[str], stage: Callable[[str], StageReport],
-                  progress: Callable[[int, int, str], None] | None = None) -> list[StageReport]:
-    """Re-stage every partition that has raw data, in order, reporting progress."""
-    partitions = list(partitions)
-    reports = []
-    for index, partition_key in enumerate(partitions, 1):
-        reports.append(stage(partition_key))
-        if progress:
-            progress(index, len(partitions), partition_key)
-    return reports
+    An Arrow table must carry every column of `schema` with exactly its type (nothing is cast:
+    a string of digits is no more an integer here than in a dict); extra columns are dropped.
+    """
+    if isinstance(rows, pa.Table):
+        wrong = [f"{field.name}: {rows.schema.field(field.name).type if field.name in rows.schema.names else 'missing'}"
+                 f" (expected {field.type})" for field in schema
+                 if field.name not in rows.schema.names or rows.schema.field(field.name).type != field.type]
+        if wrong:
+            raise pa.ArrowTypeError("rows do not match the staging schema: " + "; ".join(wrong))
+        table = pa.Table.from_arrays([rows.column(name) for name in schema.names], schema=schema)
+    else:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    for column, value in zip(STAGING_KEY_COLUMNS, (account_id, partition_key, loaded_at)):
+        table = table.append_column(column, pa.repeat(pa.scalar(value, column.type), table.num_rows))
+    return table
 
 
 def isolation_check_specs(asset_key: dg.AssetKey, name: str, description: str) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(name, asset=asset_key, description=description)]
 
 
-def _isolation_check(name: str, asset_key: dg.AssetKey, failures: Mapping[str, str], succeeded: int) -> dg.AssetCheckResult:
+def _isolation_check(name: str, asset_key: dg.AssetKey, vendor: str, failures: Mapping[str, str],
+                     succeeded: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=name,
         asset_key=asset_key,
@@ -259,16 +320,9 @@ def _isolation_check(name: str, asset_key: dg.AssetKey, failures: Mapping[str, s
             "accounts_failed": len(failures),
             "failures": dg.MetadataValue.json(dict(failures)),
         },
-        description=("every account succeeded" if not failures else "failed accounts: " + _summary(failures)),
+        description=("every account succeeded" if not failures else
+                     "; ".join(f"{vendor} [account {account}]: {cause}" for account, cause in failures.items())),
     )
-
-
-def _report_warnings(warnings: Iterable[str], report: StageReport, logger: logging.Logger) -> None:
-    for warning in warnings:
-        report.warnings.append(warning)
-        if warning not in _reported_warnings:
-            _reported_warnings.add(warning)
-            logger.warning("%s", warning)
 
 
 def _cause(error: UsagePipelineError) -> str:

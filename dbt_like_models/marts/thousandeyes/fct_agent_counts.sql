@@ -17,14 +17,14 @@ touched as (
 usage as (
 
     select * from {{ source('staging', 'stg_thousandeyes__usage') }}
-    where partition_key in (select partition_key from touched)
+    where {{ partition_in('touched') }}
 
 ),
 
 counts as (
 
     select * from {{ source('staging', 'stg_thousandeyes__agent_counts') }}
-    where partition_key in (select partition_key from touched)
+    where {{ partition_in('touched') }}
 
 ),
 

@@ -18,14 +18,14 @@ touched as (
 usage as (
 
     select * from {{ source('staging', 'stg_thousandeyes__usage') }}
-    where partition_key in (select partition_key from touched)
+    where {{ partition_in('touched') }}
 
 ),
 
 agents as (
 
     select * from {{ source('staging', 'stg_thousandeyes__agent_units') }}
-    where partition_key in (select partition_key from touched)
+    where {{ partition_in('touched') }}
 
 ),
 

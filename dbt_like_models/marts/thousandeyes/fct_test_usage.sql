@@ -19,14 +19,14 @@ touched as (
 usage as (
 
     select * from {{ source('staging', 'stg_thousandeyes__usage') }}
-    where partition_key in (select partition_key from touched)
+    where {{ partition_in('touched') }}
 
 ),
 
 tests as (
 
     select * from {{ source('staging', 'stg_thousandeyes__tests') }}
-    where partition_key in (select partition_key from touched)
+    where {{ partition_in('touched') }}
 
 ),
 

@@ -24,7 +24,9 @@ BACKFILLABLE = False
 partitions_def = assets.partitions_def
 
 __all__ = ["BACKFILLABLE", "KEY", "HcpTerraformClient", "check_credentials", "client_from_settings", "definitions",
-           "ensure_staging", "partitions_def", "stage", "tick_partition_keys"]
+           "ensure_staging", "partitions_def", "STAGING", "stage", "tick_partition_keys"]
+
+STAGING = assets.STAGING  # tables and parser: what `replay` runs in bulk
 
 
 def client_from_settings(config: Settings, *, token: Any = None) -> HcpTerraformClient:

@@ -7,7 +7,7 @@ page) land as one batch, so one failing organization is named and the others sti
 staging replaces exactly that organization's rows of the tick, in one transaction.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -17,13 +17,13 @@ from usage_pipeline.landing import BatchWriter, LandingStore, Snapshot
 from usage_pipeline.sources.base import (
     PULL_CHECK,
     STAGE_CHECK,
+    Parsed,
     PullReport,
+    Staging,
     StageReport,
-    ensure_staging_tables,
     latest_tick_key,
     pull_accounts,
     refuse_past_tick,
-    stage_partition,
     tick_partitions,
 )
 from usage_pipeline.sources.hcp_terraform import constants as c
@@ -108,17 +108,22 @@ def responses(landing: LandingStore, snapshots: list[Snapshot]) -> Iterator[Resp
                        int(page) if page is not None else None)
 
 
+def parser(landing: LandingStore, _batches: Any) -> Callable[[str, list[Snapshot]], Parsed]:
+    """Organizations are parsed one by one: each batch on its own."""
+    return lambda account, snapshots: parse_batch(account, list(responses(landing, snapshots)))
+
+
+STAGING = Staging(c.KEY, STAGING_SCHEMAS, parser)
+
+
 def stage(warehouse: Warehouse, landing: LandingStore, partition_key: str) -> StageReport:
-    """Parse each organization's latest complete batch of the tick and replace its rows (no network)."""
-    return stage_partition(
-        vendor=c.KEY, partition_key=partition_key, warehouse=warehouse, landing=landing, tables=STAGING_SCHEMAS,
-        parse=lambda account, snapshots: parse_batch(account, list(responses(landing, snapshots))),
-    )
+    """Parse each organization's latest batch of the tick that parses and replace its rows (no network)."""
+    return STAGING.stage(warehouse, landing, partition_key)
 
 
 def ensure_staging(warehouse: Warehouse) -> None:
     """Create the staging tables if missing, so the models build before the first pull."""
-    ensure_staging_tables(warehouse, STAGING_SCHEMAS)
+    STAGING.ensure(warehouse)
 
 
 def tick_partition_keys(now: Any = None) -> list[str]:

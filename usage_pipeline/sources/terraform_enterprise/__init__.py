@@ -24,7 +24,9 @@ BACKFILLABLE = False
 partitions_def = assets.terraform_enterprise_daily_partitions
 
 __all__ = ["BACKFILLABLE", "KEY", "TerraformEnterpriseClient", "check_credentials", "definitions", "ensure_staging",
-           "partitions_def", "stage", "tick_partition_keys"]
+           "partitions_def", "STAGING", "stage", "tick_partition_keys"]
+
+STAGING = assets.STAGING  # tables and parser: what `replay` runs in bulk
 
 
 def definitions(config: Settings) -> dg.Definitions:

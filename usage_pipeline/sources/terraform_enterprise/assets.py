@@ -6,7 +6,7 @@ complete bundle into rows. Snapshots repeat from bundle to bundle; deduplication
 snapshot id happens in `marts.fct_tfe_usage_metrics`, never by dropping raw or staging rows.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -74,17 +74,22 @@ def parse_batch(landing: LandingStore, account: str, snapshots: list[Snapshot]) 
     return Parsed(tables=tables, warnings=tuple(warnings))
 
 
+def parser(landing: LandingStore, _batches: Any) -> Callable[[str, list[Snapshot]], Parsed]:
+    """One installation per configuration: each bundle parsed on its own."""
+    return lambda account, snapshots: parse_batch(landing, account, snapshots)
+
+
+STAGING = base.Staging(constants.KEY, SCHEMAS, parser)
+
+
 def stage(warehouse: Warehouse, landing: LandingStore, partition_key: str, *, logger: Any = None) -> StageReport:
-    """Parse the partition's latest complete bundle and replace its staging rows in one transaction."""
-    return base.stage_partition(
-        vendor=constants.KEY, partition_key=partition_key, warehouse=warehouse, landing=landing, tables=SCHEMAS,
-        parse=lambda account, snapshots: parse_batch(landing, account, snapshots), logger=logger,
-    )
+    """Parse the partition's latest bundle that parses and replace its staging rows in one transaction."""
+    return STAGING.stage(warehouse, landing, partition_key, logger=logger)
 
 
 def ensure_staging(warehouse: Warehouse) -> None:
     """Create the staging tables if missing, so the models can build before the first pull."""
-    base.ensure_staging_tables(warehouse, SCHEMAS)
+    STAGING.ensure(warehouse)
 
 
 # ---------- the assets
@@ -93,7 +98,6 @@ def ensure_staging(warehouse: Warehouse) -> None:
 def _column_schema(schema: Any) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(field.name, str(field.type))
                                    for field in base.staging_schema(schema)])
-
 
 
 @dg.asset(

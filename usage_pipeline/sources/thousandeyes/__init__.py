@@ -1,7 +1,7 @@
 """ThousandEyes usage: an hourly state snapshot per organization (see README.md here).
 
 Registry names (usage_pipeline/sources/__init__.py): KEY, BACKFILLABLE, partitions_def,
-definitions, tick_partition_keys, stage, ensure_staging, check_credentials.
+definitions, tick_partition_keys, STAGING, stage, ensure_staging, check_credentials.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ BACKFILLABLE = False  # the vendor answers for "now" only: past ticks are refuse
 partitions_def = assets.partitions_def
 tick_partition_keys = assets.tick_partition_keys
 
-__all__ = ["BACKFILLABLE", "KEY", "ThousandEyesClient", "check_credentials", "definitions", "ensure_staging",
-           "partitions_def", "stage", "tick_partition_keys"]
+__all__ = ["BACKFILLABLE", "KEY", "STAGING", "ThousandEyesClient", "check_credentials", "definitions",
+           "ensure_staging", "partitions_def", "stage", "tick_partition_keys"]
+
+STAGING = assets.STAGING  # tables and parser: what `replay` runs in bulk
 
 
 def definitions(config: Settings) -> dg.Definitions:

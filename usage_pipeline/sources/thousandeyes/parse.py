@@ -11,11 +11,13 @@ int64 (quotas exceed 2^31); every test and agent in the payload becomes a row (n
 merged away); an unknown field is kept in raw and reported once as a warning; a missing
 required field or a wrong type fails naming the field, the account and the snapshot.
 
-Pure: payload in, rows out, no I/O.
+Pure: payload in, rows out, no I/O. Handed the raw body, `parse_usage` lets fastparse.py read a
+large v7 one (the same rows from pyarrow's JSON reader, or it declines and these parsers run).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from usage_pipeline.errors import PayloadError
 from usage_pipeline.sources.base import Parsed
@@ -302,10 +305,26 @@ def parse_usage_v6(payload: Any, *, snapshot_id: str, observed_at: datetime, acc
 
 def parse_usage(payload: Any, *, api_version: int, snapshot_id: str, observed_at: datetime, account_id: str,
                 org_id: str | None = None) -> Parsed:
-    """Parse a usage body with the parser of its API version (6 or 7)."""
+    """Parse a usage body with the parser of its API version (6 or 7).
+
+    `payload` is the decoded JSON, or the body as received (bytes): a v7 body of
+    `fastparse.FAST_PATH_MIN_BYTES` or more is then read by the Arrow reader (fastparse.py: the
+    same rows, or it declines), and any other is decoded here; json's error for a body that is not
+    JSON propagates, for the caller to name the snapshot's file.
+    """
     parser = {7: parse_usage_v7, 6: parse_usage_v6}.get(api_version)
     if parser is None:
         raise PayloadError(constants.KEY, account_id, f"snapshot {snapshot_id}: unknown usage API version {api_version!r}")
+    if isinstance(payload, bytes):
+        if api_version == 7:
+            from usage_pipeline.sources.thousandeyes import fastparse  # imported here: it builds on this module
+
+            if len(payload) >= fastparse.FAST_PATH_MIN_BYTES:
+                parsed = fastparse.parse_usage_v7_arrow(payload, snapshot_id=snapshot_id, observed_at=observed_at,
+                                                        account_id=account_id, org_id=org_id)
+                if parsed is not None:
+                    return parsed
+        payload = json.loads(payload)
     return parser(payload, snapshot_id=snapshot_id, observed_at=observed_at, account_id=account_id, org_id=org_id)
 
 
@@ -330,6 +349,16 @@ def account_group_ids(payload: Any) -> frozenset[str]:
             aid = item.get("aid") if isinstance(item, dict) else None
             if isinstance(aid, int | str) and not isinstance(aid, bool) and str(aid).strip():
                 found.add(str(aid).strip())
+    return frozenset(found)
+
+
+def group_ids(parsed: Parsed) -> frozenset[str]:
+    """Every account group id a parsed usage names: `account_group_ids` of its payload, read from the rows."""
+    found: set[str] = set()
+    for table in (constants.STG_TESTS, constants.STG_AGENT_UNITS, constants.STG_AGENT_COUNTS):
+        rows = parsed.tables.get(table, [])
+        found.update(pc.unique(rows.column("aid")).to_pylist() if isinstance(rows, pa.Table) else (row["aid"] for row in rows))
+    found.discard("")  # a blank aid (stripped to nothing) names no group
     return frozenset(found)
 
 

@@ -26,7 +26,9 @@ BACKFILLABLE = True
 DEFAULT_TIMEZONE = "UTC"  # only for key arithmetic when Workato is not configured
 
 __all__ = ["BACKFILLABLE", "KEY", "WorkatoClient", "check_credentials", "definitions", "ensure_staging",
-           "partitions_def", "partitions_for", "stage", "tick_partition_keys"]
+           "partitions_def", "partitions_for", "STAGING", "stage", "tick_partition_keys"]
+
+STAGING = assets.STAGING  # tables and parser: what `replay` runs in bulk
 
 partitions_for = assets.partitions_for
 

@@ -6,6 +6,7 @@ batch and staged as its own replacement, so a re-pulled window replaces exactly 
 rows, in one transaction.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -19,10 +20,10 @@ from usage_pipeline.landing import LandingStore, Snapshot
 from usage_pipeline.sources.base import (
     PULL_CHECK,
     STAGE_CHECK,
+    Parsed,
+    Staging,
     StageReport,
-    ensure_staging_tables,
     pull_accounts,
-    stage_partition,
 )
 from usage_pipeline.sources.workato import constants
 from usage_pipeline.sources.workato.client import WorkatoClient
@@ -122,17 +123,22 @@ def pull_days(*, partition_keys: list[str], partitions_def: dg.DailyPartitionsDe
     return result
 
 
+def parser(landing: LandingStore, _batches: Any) -> Callable[[str, list[Snapshot]], Parsed]:
+    """One request covers every workspace of a day: each batch parsed on its own."""
+    return lambda account, snapshots: parse_batch(account, [(s, landing.read_json(s)) for s in snapshots])
+
+
+STAGING = Staging(constants.KEY, TABLES, parser)
+
+
 def stage(warehouse: Warehouse, landing: LandingStore, partition_key: str) -> StageReport:
-    """Parse the day's latest complete batch and replace its staging rows in one transaction (no network)."""
-    return stage_partition(
-        vendor=constants.KEY, partition_key=partition_key, warehouse=warehouse, landing=landing, tables=TABLES,
-        parse=lambda account, snapshots: parse_batch(account, [(s, landing.read_json(s)) for s in snapshots]),
-    )
+    """Parse the day's latest batch that parses and replace its staging rows in one transaction (no network)."""
+    return STAGING.stage(warehouse, landing, partition_key)
 
 
 def ensure_staging(warehouse: Warehouse) -> None:
     """Create the staging tables if missing, so the models can build before the first pull."""
-    ensure_staging_tables(warehouse, TABLES)
+    STAGING.ensure(warehouse)
 
 
 def _check(name: str, key: dg.AssetKey, failures: dict[str, str], ok: int, what: str) -> dg.AssetCheckResult:
