@@ -222,14 +222,6 @@ def latest_batches(warehouse: Warehouse, vendor: str, partition_key: str) -> dic
     return {account: batches[0] for account, batches in complete_batches(warehouse, vendor, partition_key).items()}
 
 
-def partitions_with_batches(warehouse: Warehouse, vendor: str) -> list[str]:
-    """Every partition key that has at least one complete batch (what `replay` rebuilds)."""
-    rows = warehouse.query(
-        "select distinct partition_key from raw.api_batches where vendor = %s and status = 'complete' order by 1", [vendor]
-    )
-    return [row[0] for row in rows]
-
-
 def _snapshot_from_row(row: tuple) -> Snapshot:
     values = dict(zip(SNAPSHOT_COLUMNS[:-1], row))
     values["request"] = json.loads(values["request"])

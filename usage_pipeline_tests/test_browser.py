@@ -1,5 +1,7 @@
 """The HTML report and the Dagster UI in a real browser: Debian's headless Chromium driven by
-Playwright for Python. Saves the screenshots the README shows, under docs/screenshots/.
+Playwright for Python. Saves screenshots under a temp folder, or under USAGE_SCREENSHOTS_DIR
+when set: `USAGE_SCREENSHOTS_DIR=docs/screenshots` refreshes the ones the README shows (a test
+run never rewrites tracked files by itself).
 
 Chromium missing is a failure that says how to install it, never a skip. The demo data is
 the test warehouse of test_marts_demo.py unless USAGE_BROWSER_WAREHOUSE_URL points at another
@@ -32,7 +34,6 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path(os.environ.get("USAGE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 900}
 WEBSERVER_START_S = 180
 
@@ -54,6 +55,14 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: USAGE_SCREENSHOTS_DIR (e.g. docs/screenshots), or a temp folder."""
+    folder = Path(os.environ.get("USAGE_SCREENSHOTS_DIR") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The warehouse to show: USAGE_BROWSER_WAREHOUSE_URL, or a fresh DuckDB demo warehouse."""
     if os.environ.get("USAGE_BROWSER_WAREHOUSE_URL"):
@@ -64,7 +73,8 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return warehouse.url
 
 
-def test_browser_opens_the_report_offline_and_saves_a_screenshot(browser, demo_url: str, tmp_path: Path) -> None:
+def test_browser_opens_the_report_offline_and_saves_a_screenshot(browser, demo_url: str, tmp_path: Path,
+                                                                  screenshots: Path) -> None:
     path = report.write_report(Warehouse(url=demo_url, read_only=True), tmp_path / "report.html")
     page = browser.new_page(viewport=VIEWPORT)
     requests: list[str] = []
@@ -76,10 +86,9 @@ def test_browser_opens_the_report_offline_and_saves_a_screenshot(browser, demo_u
     assert page.locator("#at-risk tbody tr").count() >= 1
     assert page.locator("#burndown svg").count() >= 1
     assert page.locator("#burndown svg polyline.actual").first.is_visible()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "report.png"), full_page=True)
     page.close()
-    assert (SCREENSHOTS / "report.png").stat().st_size > 10_000
+    assert (screenshots / "report.png").stat().st_size > 10_000
 
 
 def _free_port() -> int:
@@ -141,27 +150,25 @@ def _open(browser, url: str):
     return page
 
 
-def test_browser_shows_the_dagster_asset_graph_and_saves_screenshots(browser, dagster_ui: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
+def test_browser_shows_the_dagster_asset_graph_and_saves_screenshots(browser, dagster_ui: str, screenshots: Path) -> None:
     page = _open(browser, f"{dagster_ui}/asset-groups")
     for group in ("marts", "reports"):
         page.locator("svg").get_by_text(group, exact=True).first.wait_for(timeout=60_000)
     page.wait_for_timeout(1_000)  # let the graph layout settle
-    page.screenshot(path=str(SCREENSHOTS / "asset_graph.png"))
+    page.screenshot(path=str(screenshots / "asset_graph.png"))
     page.close()
 
     page = _open(browser, f"{dagster_ui}/locations/usage_pipeline/asset-groups/marts/lineage")
     page.get_by_text("dim_accounts", exact=True).first.wait_for(timeout=60_000)
     page.get_by_text("focus_saas_usage", exact=True).first.wait_for(timeout=60_000)
     page.wait_for_timeout(1_000)
-    page.screenshot(path=str(SCREENSHOTS / "asset_graph_marts.png"))
+    page.screenshot(path=str(screenshots / "asset_graph_marts.png"))
     page.close()
 
     page = _open(browser, f"{dagster_ui}/assets/marts/mart_usage_vs_quota?view=checks")
     for check in ("no_account_over_quota", "no_account_at_risk", "accepted_values_status"):
         page.get_by_text(check).first.wait_for(timeout=60_000)
-    page.screenshot(path=str(SCREENSHOTS / "mart_checks.png"))
+    page.screenshot(path=str(screenshots / "mart_checks.png"))
     page.close()
 
     page = _open(browser, f"{dagster_ui}/automation")
@@ -170,4 +177,4 @@ def test_browser_shows_the_dagster_asset_graph_and_saves_screenshots(browser, da
     page.close()
 
     for name in ("asset_graph.png", "asset_graph_marts.png", "mart_checks.png"):
-        assert (SCREENSHOTS / name).stat().st_size > 10_000, name
+        assert (screenshots / name).stat().st_size > 10_000, name

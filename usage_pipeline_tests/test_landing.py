@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from usage_pipeline.errors import PayloadError, SourceError
-from usage_pipeline.landing import latest_batches, partitions_with_batches
+from usage_pipeline.landing import complete_batches_by_partition, latest_batches
 from usage_pipeline.http import CallStats, Fetched
 
 CANARY = "canary-secret-9c2d"
@@ -77,7 +77,7 @@ def test_failed_batch_keeps_landed_responses_and_records_the_cause(warehouse, la
     assert (status, count) == ("failed", 1)
     assert "acme" in error and "page 2 answered 500" in error
     assert latest_batches(warehouse, "hcp_terraform", "p") == {}  # staging never reads a failed batch
-    assert partitions_with_batches(warehouse, "hcp_terraform") == []
+    assert complete_batches_by_partition(warehouse, "hcp_terraform") == {}
 
 
 def test_latest_batches_picks_the_latest_complete_batch_per_account(warehouse, landing):
@@ -87,7 +87,7 @@ def test_latest_batches_picks_the_latest_complete_batch_per_account(warehouse, l
     batches = latest_batches(warehouse, "hcp_terraform", "p")
     assert sorted(batches) == ["acme", "globex"]
     assert [landing.read_json(s) for s in batches["acme"]] == [{"n": 2}]
-    assert partitions_with_batches(warehouse, "hcp_terraform") == ["p"]
+    assert list(complete_batches_by_partition(warehouse, "hcp_terraform")) == ["p"]
 
 
 def test_read_json_of_a_non_json_body_names_vendor_account_and_snapshot(warehouse, landing):

@@ -27,7 +27,7 @@ import pytest
 
 from usage_pipeline import definitions, models, settings, timeutil
 from usage_pipeline.errors import BackfillRefused
-from usage_pipeline.landing import LandingStore, partitions_with_batches
+from usage_pipeline.landing import LandingStore, complete_batches_by_partition
 from usage_pipeline.sandbox import SandboxClock, SandboxServer
 from usage_pipeline.sandbox import thousandeyes as te_sandbox
 from usage_pipeline.sources import ensure_all_staging, thousandeyes
@@ -272,7 +272,7 @@ def test_replay_rebuilds_the_same_marts_from_raw_alone(pipeline):
         for table in constants.STAGING_TABLES:
             tx.execute(f"delete from {table}")
     pipeline.server.stop()  # no network from here on
-    for key in partitions_with_batches(pipeline.warehouse, constants.KEY):
+    for key in complete_batches_by_partition(pipeline.warehouse, constants.KEY):
         thousandeyes.stage(pipeline.warehouse, pipeline.landing, key)
     pipeline.build(full_refresh=True)
     assert pipeline.warehouse.query(f"select {columns} from marts.fct_test_usage order by 1, 3, 4") == before

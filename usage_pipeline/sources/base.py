@@ -1,10 +1,10 @@
 """What every source shares: honest partitions, per-account isolation, and the staging load.
 
 The one rule: one failing account never stops the others. `pull_accounts` lands each
-account's responses in its own batch and reports failures by name; `stage_partition` parses
+account's responses in its own batch and reports failures by name; `Staging.stage` parses
 each account's latest complete batch (falling back to its latest one that parses, so rows
 always come from the latest successful snapshot) and replaces exactly that account's rows of
-the partition in one transaction.
+the partition in one transaction. `replay.py` runs the same `Staging` over every partition.
 """
 
 from __future__ import annotations
@@ -249,10 +249,10 @@ class Staging:
         when no account could be parsed (nothing of this partition can change).
         """
         self.ensure(warehouse)
-        with warehouse.session():
-            batches = complete_batches(warehouse, self.vendor, partition_key)
-            report, chosen = self.parse_partition(landing, partition_key, batches)
-            log_stage_report(report, logger or log)
+        batches = complete_batches(warehouse, self.vendor, partition_key)
+        report, chosen = self.parse_partition(landing, partition_key, batches)  # no connection held meanwhile
+        log_stage_report(report, logger or log)
+        with warehouse.session():  # one connection for the writes (DuckDB opens its file once)
             for account, parsed in chosen.items():
                 loaded_at = datetime.now(UTC)  # a system fact (when rows were written), never the simulated clock
                 with warehouse.transaction() as tx:
@@ -264,13 +264,6 @@ class Staging:
             raise SourceError(self.vendor, ", ".join(report.failures),
                               "no account could be parsed: " + _summary(report.failures))
         return report
-
-
-def stage_partition(*, vendor: str, partition_key: str, warehouse: Warehouse, landing: LandingStore,
-                    tables: Mapping[str, pa.Schema], parse: Parse, logger: logging.Logger | None = None) -> StageReport:
-    """`Staging.stage` with one fixed `parse` for every account (sources that judge accounts alone)."""
-    return Staging(vendor, tables, lambda _landing, _batches: parse).stage(warehouse, landing, partition_key,
-                                                                           logger=logger)
 
 
 def log_stage_report(report: StageReport, logger: logging.Logger) -> None:
