@@ -1,38 +1,24 @@
-"""Replay at scale: a year of hourly ticks for 5 organizations, three ways, in fresh processes.
+"""Replay at scale: a year of hourly ticks for 5 organizations, two ways, each in a fresh process.
 
-- today: `thousandeyes.stage()` tick by tick (what `usage-pipeline replay` runs), sampled;
-- proposed (`replay_thousandeyes`, for `operations.replay`/`sources/base.py`): one index query,
-  a week of ticks per transaction, chunks parsed in worker processes, one connection;
+- ours: `replay.replay_staging(thousandeyes.STAGING, …)`, what `usage-pipeline replay` runs
+  (one index query, chunks of ticks per transaction, chunks parsed in worker processes);
 - the ceiling: DuckDB reading the same files and writing the same four staging tables itself.
-The three write identical rows (usage_pipeline_tests/test_bench.py); only the time differs.
+Both write identical rows, and the same rows `thousandeyes.stage()` writes tick by tick
+(usage_pipeline_tests/test_bench.py); only the time differs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from usage_pipeline import bench_data, timeutil
-from usage_pipeline.bench_fastpath import parse_snapshot, to_arrow
+from usage_pipeline import bench_data
 from usage_pipeline.bench_methods import TESTS_TABLE, _TEST_STRUCT, method, step
-from usage_pipeline.bench_warehouse import load_arrow
-from usage_pipeline.errors import PayloadError, UsagePipelineError
-from usage_pipeline.landing import LandingStore, Snapshot
-from usage_pipeline.sources import base
-from usage_pipeline.sources.thousandeyes import constants
-from usage_pipeline.sources.thousandeyes.parse import SCHEMAS
-from usage_pipeline.warehouse import Warehouse
 
 HISTORY = {"orgs": 5, "hours": 24 * 365, "tests_per_org": 20}
-CURRENT_REPLAY_BUDGET_S = 45.0   # today's tick-by-tick replay is sampled, then extrapolated
 
 
 # ---------- replay: a year of hourly ticks for 5 organizations
@@ -48,181 +34,44 @@ def replay(root: Path, worker: Callable[[dict[str, Any]], dict[str, Any]], log: 
     spec = {"landing_root": str(dataset.root), "partitions": dataset.partitions, "loaded_at": "2027-01-01T00:00:00+00:00",
             "max_object_bytes": 1 << 24}
     results = {}
-    for name, method_name in (("native", "duckdb_replay_native"), ("proposed", "replay_bulk"),
-                              ("current", "replay_current")):
-        target = root / ("year.duckdb" if name == "proposed" else f"{name}.duckdb")
+    for name, method_name in (("native", "duckdb_replay_native"), ("ours", "replay_ours")):
+        target = root / ("year.duckdb" if name == "ours" else f"{name}.duckdb")  # ours: the incremental scenario's year
         shutil.copyfile(template, target)
-        results[name] = step(worker, {**spec, "method": method_name, "warehouse_url": f"duckdb:///{target}",
-                                      "budget_s": CURRENT_REPLAY_BUDGET_S}, log, f"replay · {name}")
-        if name != "proposed":
+        results[name] = step(worker, {**spec, "method": method_name, "warehouse_url": f"duckdb:///{target}"},
+                             log, f"replay · {name}")
+        if name != "ours":
             target.unlink()
-    current = results["current"]
-    current["extrapolated_s"] = round(current["wall_s"] / current["partitions_done"] * current["partitions_total"], 1)
-    native_s, proposed_s = results["native"]["wall_s"], results["proposed"]["wall_s"]
+    native, ours = results["native"], results["ours"]
+    if ours["tables"] != native["tables"] or ours.get("digest") != native.get("digest"):
+        raise RuntimeError(f"replay wrote {ours['tables']} rows (digest {ours.get('digest')}), "
+                           f"DuckDB native {native['tables']} (digest {native.get('digest')})")
     return {
-        "dataset": dataset.describe(), "native": results["native"], "proposed": results["proposed"], "current": current,
-        "proposed_over_native": round(proposed_s / native_s, 2),
-        "current_over_native": round(current["extrapolated_s"] / native_s, 1),
+        "dataset": dataset.describe(), "native": native, "ours": ours, "same_rows": True,
+        "ours_over_native": round(ours["wall_s"] / native["wall_s"], 2),
         "note": ("native = DuckDB read_json_objects + json_transform writing the same four ThousandEyes staging "
-                 "tables (identical rows, without the parser's checks); proposed = bench_replay.replay_thousandeyes; "
-                 "current = thousandeyes.stage() tick by tick (what `usage-pipeline replay` runs today), sampled for "
-                 f"{CURRENT_REPLAY_BUDGET_S:.0f} s and extrapolated linearly."),
+                 "tables (identical rows, without the parser's checks); ours = replay.replay_staging("
+                 "thousandeyes.STAGING, …), what `usage-pipeline replay` runs for each source."),
     }
 
 
-@method("replay_bulk")
-def replay_bulk(spec: dict[str, Any]) -> Any:
-    """The proposed replay (`replay_thousandeyes` below): one connection, a week of ticks per transaction."""
-    from usage_pipeline.bench_warehouse import SessionWarehouse
+@method("replay_ours")
+def replay_ours(spec: dict[str, Any]) -> Any:
+    """`usage-pipeline replay`'s staging step: `replay.replay_staging(thousandeyes.STAGING, …)`."""
     from usage_pipeline.landing import LandingStore
-
-    warehouse, landing = SessionWarehouse(url=spec["warehouse_url"]), LandingStore(root=spec["landing_root"])
-    warehouse.bootstrap()
-
-    def work() -> dict[str, Any]:
-        with warehouse.session():
-            totals = replay_thousandeyes(warehouse, landing)
-        return {"rows": totals[TESTS_TABLE], "tables": totals}
-    return work
-
-
-@method("replay_current")
-def replay_current(spec: dict[str, Any]) -> Any:
-    """Today's replay loop (`replay_source` → `thousandeyes.stage` per tick) until the time budget is spent."""
-    from usage_pipeline.landing import LandingStore
+    from usage_pipeline.replay import replay_staging
     from usage_pipeline.sources import source_module
     from usage_pipeline.warehouse import Warehouse
 
-    source = source_module("thousandeyes")
+    staging = source_module("thousandeyes").STAGING
     warehouse, landing = Warehouse(url=spec["warehouse_url"]), LandingStore(root=spec["landing_root"])
     warehouse.bootstrap()
 
     def work() -> dict[str, Any]:
-        started, rows, done = time.perf_counter(), 0, 0
-        for key in spec["partitions"]:
-            rows += source.stage(warehouse, landing, key).rows[TESTS_TABLE]
-            done += 1
-            if time.perf_counter() - started > spec["budget_s"]:
-                break
-        return {"rows": rows, "partitions_done": done, "partitions_total": len(spec["partitions"])}
+        reports = replay_staging(staging, warehouse, landing)
+        tables = {table: sum(report.rows[table] for report in reports) for table in staging.tables}
+        failed = sum(len(report.failures) for report in reports)
+        return {"rows": tables[TESTS_TABLE], "tables": tables, "partitions": len(reports), "failed_accounts": failed}
     return work
-
-
-# ---------- the proposal
-
-
-_LATEST_EVERY_PARTITION = """
-with ranked as (
-    select batch_id, row_number() over (partition by partition_key, account_id
-                                        order by finished_at desc, batch_id desc) as position
-    from raw.api_batches
-    where vendor = %s and status = 'complete'
-)
-select s.snapshot_id, s.batch_id, s.vendor, s.endpoint, s.account_id, s.partition_key, s.request, s.status,
-       s.fetched_at, s.sha256, s.bytes, s.landing_path
-from raw.api_snapshots s
-join ranked r on r.batch_id = s.batch_id and r.position = 1
-order by s.partition_key, s.account_id, s.fetched_at, s.snapshot_id
-"""
-
-
-def replay_thousandeyes(warehouse: Warehouse, landing: LandingStore, *, chunk: int = 24 * 7,
-                        workers: int | None = None) -> dict[str, int]:
-    """Re-stage every ThousandEyes tick from raw: one index query, `chunk` ticks per transaction.
-
-    The rows are those `stage()` writes tick by tick (same parsers, same organization rule, an
-    account that fails keeps its old rows); only the transaction boundary moves from one
-    account × tick to a group of whole ticks, which an offline rebuild can afford. Chunks are
-    parsed in worker processes (the reference parser holds the GIL), each returning its four
-    staging tables as Arrow, while this process loads the previous chunk.
-    """
-    from concurrent.futures import ProcessPoolExecutor
-    from datetime import UTC
-
-    base.ensure_staging_tables(warehouse, SCHEMAS)
-    by_partition: dict[str, list[tuple[str, str, list[Snapshot]]]] = {}
-    grouped: dict[tuple[str, str], list[Snapshot]] = {}
-    for row in warehouse.query(_LATEST_EVERY_PARTITION, [constants.KEY]):
-        values = dict(zip(("snapshot_id", "batch_id", "vendor", "endpoint", "account_id", "partition_key", "request",
-                           "status", "fetched_at", "sha256", "bytes", "landing_path"), row))
-        values["request"] = json.loads(values["request"])
-        values["fetched_at"] = values["fetched_at"].astimezone(UTC)
-        snapshot = Snapshot(**values)
-        grouped.setdefault((snapshot.partition_key, snapshot.account_id), []).append(snapshot)
-    for (key, account), snapshots in grouped.items():
-        by_partition.setdefault(key, []).append((key, account, snapshots))
-    keys = list(by_partition)
-    jobs = [(landing.root, [item for key in keys[start:start + chunk] for item in by_partition[key]], timeutil.utcnow())
-            for start in range(0, len(keys), chunk)]
-    totals = {table: 0 for table in SCHEMAS} | {"failed_accounts": 0}
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for tables, staged, failed in pool.map(_replay_chunk, jobs):
-            totals["failed_accounts"] += failed
-            if not staged:
-                continue
-            with warehouse.transaction() as tx:
-                # the (tick, account) pairs being replaced, as a table: one join instead of 1,000 bound pairs
-                tx.execute("create temp table if not exists replay_pairs (partition_key varchar, account_id varchar)")
-                tx.execute("delete from replay_pairs")
-                tx.load_arrow("replay_pairs", pa.table({"partition_key": [k for k, _ in staged],
-                                                        "account_id": [a for _, a in staged]}))
-                for table in SCHEMAS:
-                    tx.lock(table, "replay")
-                    tx.execute(f"delete from {table} where (partition_key, account_id) in "
-                               "(select partition_key, account_id from replay_pairs)")
-                    if tables[table].num_rows:
-                        totals[table] += load_arrow(tx, table, tables[table])
-    return totals
-
-
-def _replay_chunk(job: tuple[str, list[tuple[str, str, list[Snapshot]]], datetime]) -> tuple[dict[str, pa.Table], list, int]:
-    """Parse one chunk of (tick, account) batches; its staging tables as Arrow, the pairs staged, failures."""
-    from usage_pipeline.sources.thousandeyes.organizations import duplicate_accounts
-
-    root, items, loaded_at = job
-    landing = LandingStore(root=root)
-    reads: dict[str, dict[str, Any]] = {}
-    for key, account, snapshots in items:
-        usage = [snapshot for snapshot in snapshots if snapshot.endpoint == constants.ENDPOINT]
-        try:
-            if not usage:
-                raise PayloadError(constants.KEY, account, "the latest complete batch holds no usage response")
-            parsed, groups = parse_snapshot(landing, account, usage[-1])
-            reads.setdefault(key, {})[account] = (parsed, usage[-1].request.get("org_id"), groups)
-        except UsagePipelineError as error:
-            reads.setdefault(key, {})[account] = error
-    dicts: dict[str, list[dict[str, Any]]] = {table: [] for table in SCHEMAS}
-    owners: dict[str, tuple[list[str], list[str]]] = {table: ([], []) for table in SCHEMAS}  # account, tick per row
-    arrows: dict[str, list[pa.Table]] = {table: [] for table in SCHEMAS}
-    staged: list[tuple[str, str]] = []
-    failed = 0
-    for key, accounts in reads.items():
-        good = {a: v for a, v in accounts.items() if not isinstance(v, UsagePipelineError)}
-        failed += len(accounts) - len(good)
-        duplicates = duplicate_accounts({a: (v[1], v[2]) for a, v in good.items()})
-        for account, (parsed, _, _) in good.items():
-            staged.append((key, account))
-            if account in duplicates:
-                continue  # one organization counted once: its rows of the tick are emptied
-            keys_of_rows = {"account_id": account, "partition_key": key, "loaded_at": loaded_at}
-            for table, schema in SCHEMAS.items():
-                rows = parsed.tables.get(table, [])
-                if isinstance(rows, pa.Table):
-                    arrows[table].append(to_arrow(rows, schema, **keys_of_rows))
-                else:
-                    dicts[table].extend(rows)
-                    owners[table][0].extend([account] * len(rows))
-                    owners[table][1].extend([key] * len(rows))
-    # one typed table per chunk, in few large chunks: DuckDB scans a thousand tiny ones slowly
-    tables = {}
-    for table, schema in SCHEMAS.items():
-        accounts, ticks = owners[table]
-        rows = pa.Table.from_pylist(dicts[table], schema=schema)
-        key = base.STAGING_KEY_COLUMNS
-        rows = (rows.append_column(key[0], pa.array(accounts, key[0].type)).append_column(key[1], pa.array(ticks, key[1].type))
-                .append_column(key[2], pa.repeat(pa.scalar(loaded_at, key[2].type), rows.num_rows)))
-        tables[table] = pa.concat_tables([*arrows[table], rows]).combine_chunks()
-    return tables, staged, failed
 
 
 # ---------- the ceiling

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from usage_pipeline import bench_data
-from usage_pipeline.bench_extras import PROPOSED_TFE_RATE, TFE_SECONDS, dagster_overhead, other_sources
+from usage_pipeline.bench_extras import NOMINAL_TFE_RATE, TFE_SECONDS, dagster_overhead, other_sources
 from usage_pipeline.bench_methods import method, step
 from usage_pipeline.bench_replay import HISTORY, replay
 
@@ -39,8 +39,8 @@ def run_all(root: Path, *, postgres: Any = None, log: Callable[[str], None] = pr
         ("replay", lambda: replay(root / "replay", _worker, log)),
         ("incremental", lambda: incremental(root / "replay", _worker, postgres, log)),
         ("tfe_limiter", lambda: step(_worker, {"method": "tfe_limiter", "seconds": TFE_SECONDS}, log, "TFE limiter")),
-        ("tfe_limiter_proposed", lambda: step(_worker, {"method": "tfe_limiter", "seconds": TFE_SECONDS,
-                                                        "rate_per_s": PROPOSED_TFE_RATE}, log, "TFE limiter, proposed rate")),
+        ("tfe_limiter_nominal", lambda: step(_worker, {"method": "tfe_limiter", "seconds": TFE_SECONDS,
+                                                       "rate_per_s": NOMINAL_TFE_RATE}, log, "TFE limiter at 1.0/s")),
         ("other_sources", lambda: other_sources(root / "sources", _worker, log)),
         ("dagster_overhead", lambda: dagster_overhead(root / "dagster", _worker, log)),
     ]
@@ -185,14 +185,24 @@ def _spread_history(warehouse: Any, history_duckdb: str) -> None:
 # ---------- summaries and targets
 
 
+def _shipped_tfe_rate() -> float:
+    from usage_pipeline.http import DEFAULT_LIMITS
+
+    return DEFAULT_LIMITS["terraform_enterprise"][0]
+
+
+_TFE_LABELS = (("tfe_limiter", f"as shipped ({_shipped_tfe_rate()}/s)"),
+               ("tfe_limiter_nominal", f"{NOMINAL_TFE_RATE}/s, the server's nominal rate (why {_shipped_tfe_rate()})"))
+
+
 def _summaries(out: dict[str, Any]) -> None:
     replay_ = out.get("replay", {})
     if "native" in replay_:
         replay_["summary"] = (
-            f"{replay_['dataset']['files']:,} snapshots ({replay_['dataset']['rows']:,} test rows): DuckDB native "
-            f"{replay_['native']['wall_s']:.1f} s; proposed bulk replay {replay_['proposed']['wall_s']:.1f} s "
-            f"({replay_['proposed_over_native']}× native); today's tick-by-tick replay ~{replay_['current']['extrapolated_s']:,.0f} s "
-            f"({replay_['current_over_native']}× native, extrapolated from {replay_['current']['partitions_done']} ticks)")
+            f"{replay_['dataset']['files']:,} snapshots ({replay_['dataset']['rows']:,} test rows, four staging tables): "
+            f"DuckDB native {replay_['native']['wall_s']:.1f} s; ours (replay_staging) {replay_['ours']['wall_s']:.1f} s "
+            f"= {replay_['ours_over_native']}× native, peak RSS {replay_['ours']['peak_rss_mb']:.0f} MB "
+            f"(native {replay_['native']['peak_rss_mb']:.0f} MB); same rows")
     inc = out.get("incremental", {})
     parts = []
     for engine in ("duckdb", "postgres"):
@@ -202,7 +212,7 @@ def _summaries(out: dict[str, Any]) -> None:
             parts.append(f"{engine}: full {full:.2f} s, incremental {step:.3f} s (1/{full / step:.0f})" if step else engine)
     if parts:
         inc["summary"] = f"{inc['model']} at one year ({inc['duckdb']['rows']:,} rows): " + "; ".join(parts)
-    for name, label in (("tfe_limiter", "as shipped (1.0/s)"), ("tfe_limiter_proposed", f"proposed {PROPOSED_TFE_RATE}/s")):
+    for name, label in _TFE_LABELS:
         tfe = out.get(name, {})
         if "rate_per_s" in tfe:
             tfe["summary"] = (f"{label}: {tfe['rows']} bundle fetches in {TFE_SECONDS:.0f} s, {tfe['rate_per_s']} req/s "
@@ -221,12 +231,9 @@ def _summaries(out: dict[str, Any]) -> None:
 def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
     targets = []
     replay_ = out.get("replay", {})
-    if "proposed_over_native" in replay_:
-        targets.append({"target": "replay of a year (5 organizations) within 3× of DuckDB native, proposed bulk replay",
-                        "measured": f"{replay_['proposed_over_native']}×", "met": replay_["proposed_over_native"] <= 3})
-        targets.append({"target": "replay of a year within 3× of DuckDB native, today's replay",
-                        "measured": f"{replay_['current_over_native']}× (extrapolated)",
-                        "met": replay_["current_over_native"] <= 3})
+    if "ours_over_native" in replay_:
+        targets.append({"target": "replay of a year (5 organizations) within 3× of DuckDB native",
+                        "measured": f"{replay_['ours_over_native']}×", "met": replay_["ours_over_native"] <= 3})
     inc = out.get("incremental", {})
     for engine in ("postgres", "duckdb"):
         figures = inc.get(engine)
@@ -235,13 +242,12 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
             targets.append({"target": f"incremental ≤ 1/20 of full rebuild at one year, {engine}",
                             "measured": f"1/{1 / share:.0f}" if share else "0",
                             "met": share <= 1 / 20 if engine == "postgres" else None})
-    for name, label in (("tfe_limiter", "as shipped"), ("tfe_limiter_proposed", f"proposed {PROPOSED_TFE_RATE}/s")):
-        tfe = out.get(name, {})
-        if "rate_per_s" in tfe:
-            rejected = tfe["status_counts"].get("429", 0)
-            targets.append({"target": f"TFE limiter ≥ 0.9 req/s with zero 429s (sandbox, real clock), {label}",
-                            "measured": f"{tfe['rate_per_s']} req/s, {rejected} × 429",
-                            "met": (tfe["rate_per_s"] or 0) >= 0.9 and rejected == 0})
+    tfe = out.get("tfe_limiter", {})  # the target is the shipped rate's; the 1.0/s run only explains it
+    if "rate_per_s" in tfe:
+        rejected = tfe["status_counts"].get("429", 0)
+        targets.append({"target": f"TFE limiter ≥ 0.9 req/s with zero 429s (sandbox, real clock, shipped {_shipped_tfe_rate()}/s)",
+                        "measured": f"{tfe['rate_per_s']} req/s, {rejected} × 429",
+                        "met": (tfe["rate_per_s"] or 0) >= 0.9 and rejected == 0})
     return targets
 
 
