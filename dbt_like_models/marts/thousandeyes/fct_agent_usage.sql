@@ -7,27 +7,7 @@
 
 with
 
-touched as (
-
-    select distinct partition_key
-    from {{ source('staging', 'stg_thousandeyes__usage') }}
-    {% if is_incremental() %} where {{ new_rows() }} {% endif %}
-
-),
-
-usage as (
-
-    select * from {{ source('staging', 'stg_thousandeyes__usage') }}
-    where {{ partition_in('touched') }}
-
-),
-
-agents as (
-
-    select * from {{ source('staging', 'stg_thousandeyes__agent_units') }}
-    where {{ partition_in('touched') }}
-
-),
+{{ thousandeyes_tick_ctes('stg_thousandeyes__agent_units', 'agents') }},
 
 final as (
 
