@@ -17,3 +17,23 @@ select
     cast(null as varchar) as partition_key
 where false
 {%- endmacro %}
+
+{#
+  Every vendor's `int_<vendor>__<suffix>` model in one shape, for the shared facts:
+
+      unioned as ( {{ union_vendor_models('quota', ['snapshot_id', ..., 'partition_key']) }} )
+
+  On an incremental run each vendor contributes the partitions that have any new row, re-read
+  whole, so rows a re-pull no longer has are replaced too (the facts' unique_key is
+  vendor × partition_key). Adding a vendor is adding it to this list.
+#}
+{% macro union_vendor_models(suffix, columns) -%}
+{% for vendor in ['thousandeyes', 'hcp_terraform', 'terraform_enterprise', 'workato'] %}
+    select {{ columns | join(', ') }}
+    from {{ ref('int_' ~ vendor ~ '__' ~ suffix) }}
+    {% if is_incremental() %}
+    where partition_key in (select partition_key from {{ ref('int_' ~ vendor ~ '__' ~ suffix) }} where {{ new_rows() }})
+    {% endif %}
+    {% if not loop.last %}union all{% endif %}
+{% endfor %}
+{%- endmacro %}

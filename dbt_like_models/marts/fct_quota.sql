@@ -9,17 +9,9 @@ with
 
 unioned as (
 
-    {% for vendor in ['thousandeyes', 'hcp_terraform', 'terraform_enterprise', 'workato'] %}
-    select
-        snapshot_id, vendor, account_id, unit, period_start, period_end, included,
-        observed_at, loaded_at, partition_key
-    from {{ ref('int_' ~ vendor ~ '__quota') }}
-    {% if is_incremental() %}
-    -- a partition with any new row is re-read whole, so rows a re-pull no longer has go too
-    where partition_key in (select partition_key from {{ ref('int_' ~ vendor ~ '__quota') }} where {{ new_rows() }})
-    {% endif %}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {{ union_vendor_models('quota', [
+        'snapshot_id', 'vendor', 'account_id', 'unit', 'period_start', 'period_end', 'included',
+        'observed_at', 'loaded_at', 'partition_key']) }}
 
 ),
 

@@ -7,18 +7,9 @@ with
 
 unioned as (
 
-    {% for vendor in ['thousandeyes', 'hcp_terraform', 'terraform_enterprise', 'workato'] %}
-    select
-        snapshot_id, vendor, account_id, unit, period_start, period_end,
-        used, projected, next_period_projected,
-        observed_at, loaded_at, partition_key
-    from {{ ref('int_' ~ vendor ~ '__units_used') }}
-    {% if is_incremental() %}
-    -- a partition with any new row is re-read whole, so rows a re-pull no longer has go too
-    where partition_key in (select partition_key from {{ ref('int_' ~ vendor ~ '__units_used') }} where {{ new_rows() }})
-    {% endif %}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {{ union_vendor_models('units_used', [
+        'snapshot_id', 'vendor', 'account_id', 'unit', 'period_start', 'period_end',
+        'used', 'projected', 'next_period_projected', 'observed_at', 'loaded_at', 'partition_key']) }}
 
 ),
 
