@@ -126,7 +126,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"{source}: {rows} staging rows rebuilt from raw")
     for source, partitions in summary.unparsable.items():
         print(f"{source}: {len(partitions)} partition(s) whose latest raw response cannot be parsed "
-              "(each account's latest response that parses was staged instead, as the live run did):")
+              "(an account with an earlier response that parses has that one staged, as the live run did; "
+              "one with none has no rows there):")
         for partition, causes in list(partitions.items())[:10]:
             for account, cause in causes.items():
                 print(f"  {partition} [account {account}]: {cause}")

@@ -52,6 +52,10 @@ class SourceError(UsagePipelineError):
         self.detail = message
         super().__init__(f"{vendor} [account {self.account}]: {message}")
 
+    def __reduce__(self) -> tuple:
+        """Pickled whole (replay parses in worker processes): the class, its arguments, its fields."""
+        return (_restore, (type(self), self.args, self.__dict__))
+
 
 class HttpError(SourceError):
     """The vendor answered with an error status that is not retried (or no longer)."""
@@ -84,3 +88,11 @@ class PayloadError(SourceError):
 
 class BackfillRefused(SourceError):
     """A past observation tick was requested from a vendor that keeps no history."""
+
+
+def _restore(cls: type, args: tuple, fields: dict) -> Exception:
+    """Rebuild a SourceError (or subclass) from its message and fields, without calling __init__."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(fields)
+    return error

@@ -217,6 +217,14 @@ def complete_batches_by_partition(warehouse: Warehouse, vendor: str, partition_k
             for key, accounts in batches.items()}
 
 
+def latest_batch_id(tx: Any, vendor: str, partition_key: str, account_id: str) -> str | None:
+    """The id of the account's latest complete batch of the partition, read inside a writer's transaction."""
+    rows = tx.execute("select batch_id from raw.api_batches where vendor = %s and partition_key = %s and "
+                      "account_id = %s and status = 'complete' order by finished_at desc, batch_id desc limit 1",
+                      [vendor, partition_key, account_id])
+    return rows[0][0] if rows else None
+
+
 def latest_batches(warehouse: Warehouse, vendor: str, partition_key: str) -> dict[str, list[Snapshot]]:
     """For each account, the snapshots of its latest complete batch of this partition."""
     return {account: batches[0] for account, batches in complete_batches(warehouse, vendor, partition_key).items()}
@@ -240,9 +248,11 @@ def new_batch_id() -> str:
 
 
 def preview(body: bytes, limit: int = 80) -> str:
-    """The first bytes of a body, printable, for error messages."""
+    """The first bytes of a body, printable and redacted (like `http.preview`), for error messages."""
+    from usage_pipeline.http import redact  # http imports this module's types: imported when used
+
     text = body[:limit].decode("utf-8", errors="replace")
-    return re.sub(r"\s+", " ", text)
+    return redact(re.sub(r"\s+", " ", text))
 
 
 def _path_part(value: str) -> str:

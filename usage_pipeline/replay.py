@@ -25,14 +25,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from usage_pipeline.landing import LandingStore, Snapshot, complete_batches_by_partition
 from usage_pipeline.sources.base import STAGING_KEY_COLUMNS, StageReport, Staging, log_stage_report, to_arrow
-from usage_pipeline.warehouse import Warehouse
+from usage_pipeline.warehouse import Tx, Warehouse
 
 log = logging.getLogger("usage_pipeline.replay")
 MAX_CHUNK_TICKS = 24 * 7        # a week of hourly ticks per transaction
-MAX_CHUNK_PAIRS = 500           # PostgreSQL takes one advisory lock per pair and table
+MAX_CHUNK_PAIRS = 250           # PostgreSQL takes one advisory lock per pair and table
 MAX_CHUNK_BYTES = 64 << 20      # of raw response bodies (a large tenant's tick can be 10 MB)
 PAIRS_TABLE = "replay_pairs"    # a temporary table: the (partition, account) pairs a chunk replaces
 
@@ -62,12 +63,13 @@ def replay_staging(staging: Staging, warehouse: Warehouse, landing: LandingStore
     chunks = list(_chunks(by_partition))
     total, done, reports = len(by_partition), 0, []
     jobs = ((staging, landing.root, [(key, by_partition[key]) for key in chunk]) for chunk in chunks)
-    with warehouse.session(), _executor(len(chunks), workers) as (pool, width):
-        _defer_checkpoints(warehouse)
+    expected = {(key, account): batches[0][0].batch_id  # the latest complete batch, as the index shows it now
+                for key, accounts in by_partition.items() for account, batches in accounts.items()}
+    with warehouse.session(), _checkpoints_deferred(warehouse), _executor(len(chunks), workers) as (pool, width):
         for parsed in _in_order(pool, jobs, in_flight=width):
             for report in parsed.reports:
                 log_stage_report(report, log)
-            _load(staging, warehouse, parsed)
+            _load(staging, warehouse, parsed, expected)
             reports.extend(parsed.reports)
             done += len(parsed.reports)
             if progress:
@@ -144,19 +146,32 @@ def _rows_of_many(schema: pa.Schema, pieces: list[tuple[str, str, Rows]], loaded
     return pa.concat_tables(segments).combine_chunks()
 
 
-def _defer_checkpoints(warehouse: Warehouse) -> None:
+@contextmanager
+def _checkpoints_deferred(warehouse: Warehouse) -> Iterator[None]:
     """DuckDB: checkpoint once when the session's connection closes, not every 16 MB of WAL.
 
     Each chunk's commit otherwise crosses DuckDB's default WAL threshold and rewrites the
-    tables' blocks (~20% of a replay); the WAL keeps every commit durable meanwhile.
+    tables' blocks (~20% of a replay); the WAL keeps every commit durable meanwhile. The
+    setting is the database's, so it is reset afterwards for any other connection to it.
     """
-    if warehouse.dialect == "duckdb":
-        with warehouse.connect(write=True) as connection:  # the session's held connection
-            connection.execute("set checkpoint_threshold = '1GB'")
+    if warehouse.dialect != "duckdb":
+        yield
+        return
+    with warehouse.connect(write=True) as connection:  # the session's held connection
+        connection.execute("set checkpoint_threshold = '1GB'")
+        try:
+            yield
+        finally:
+            connection.execute("reset checkpoint_threshold")
 
 
-def _load(staging: Staging, warehouse: Warehouse, parsed: ParsedChunk) -> None:
-    """Replace the chunk's (partition, account) pairs in every staging table, in one transaction."""
+def _load(staging: Staging, warehouse: Warehouse, parsed: ParsedChunk, expected: Mapping[tuple[str, str], str]) -> None:
+    """Replace the chunk's (partition, account) pairs in every staging table, in one transaction.
+
+    Under the live writers' locks, a pair whose latest complete batch is no longer the one the
+    index showed (`expected`: a live run pulled it again meanwhile, PostgreSQL) is left to that
+    run's own staging: replay never writes an older pull over a newer one.
+    """
     if not parsed.pairs:
         return
     with warehouse.transaction() as tx:
@@ -164,13 +179,43 @@ def _load(staging: Staging, warehouse: Warehouse, parsed: ParsedChunk) -> None:
         tx.execute(f"delete from {PAIRS_TABLE}")
         tx.load_arrow(PAIRS_TABLE, pa.table({"partition_key": [key for key, _ in parsed.pairs],
                                              "account_id": [account for _, account in parsed.pairs]}))
+        tx.lock_all([(table, key, account) for table in staging.tables for key, account in parsed.pairs])
+        stale = {pair for pair, batch_id in _latest_batch_ids(tx, staging.vendor).items() if batch_id != expected[pair]}
+        if stale:
+            log.warning("%s: %d (partition, account) pair(s) were pulled again during the replay; left to that "
+                        "run's staging: %s", staging.vendor, len(stale), sorted(stale)[:5])
+            tx.execute(f"delete from {PAIRS_TABLE} where " + " or ".join(
+                ["(partition_key = %s and account_id = %s)"] * len(stale)), [v for pair in sorted(stale) for v in pair])
         for table in staging.tables:
-            for partition_key, account in parsed.pairs:  # the live writers' locks (PostgreSQL; no-op on DuckDB)
-                tx.lock(table, partition_key, account)
             tx.execute(f"delete from {table} where (partition_key, account_id) in "
                        f"(select partition_key, account_id from {PAIRS_TABLE})")
-            if table in parsed.tables:
-                tx.load_arrow(table, parsed.tables[table])
+            rows = parsed.tables.get(table)
+            if rows is not None and stale:
+                rows = rows.filter(pc.invert(pc.is_in(_pair_keys(rows), value_set=pa.array(
+                    [f"{key}\x1f{account}" for key, account in stale]))))
+            if rows is not None:
+                tx.load_arrow(table, rows)
+
+
+def _latest_batch_ids(tx: Tx, vendor: str) -> dict[tuple[str, str], str]:
+    """The latest complete batch of each pair in the pairs table, read now (inside the load's transaction)."""
+    rows = tx.execute(
+        f"""
+        select partition_key, account_id, batch_id from (
+            select b.partition_key, b.account_id, b.batch_id,
+                   row_number() over (partition by b.partition_key, b.account_id
+                                      order by b.finished_at desc, b.batch_id desc) as position
+            from raw.api_batches b
+            join {PAIRS_TABLE} p on p.partition_key = b.partition_key and p.account_id = b.account_id
+            where b.vendor = %s and b.status = 'complete'
+        ) latest
+        where position = 1
+        """, [vendor])
+    return {(key, account): batch_id for key, account, batch_id in rows}
+
+
+def _pair_keys(rows: pa.Table) -> pa.Array:
+    return pc.binary_join_element_wise(rows["partition_key"], rows["account_id"], "\x1f")
 
 
 def _chunks(by_partition: Mapping[str, Batches]) -> Iterator[list[str]]:

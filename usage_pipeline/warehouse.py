@@ -81,8 +81,14 @@ class Tx:
 
     def lock(self, *names: str) -> None:
         """Serialize writers of the same target (PostgreSQL advisory lock held until commit)."""
-        if self.dialect == "postgres":
-            self.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", ["|".join(names)])
+        self.lock_all([names])
+
+    def lock_all(self, targets: Sequence[Sequence[str]]) -> None:
+        """`lock` for many targets in one round trip, in a stable order (no deadlock between two callers)."""
+        if self.dialect == "postgres" and targets:
+            keys = sorted({"|".join(names) for names in targets})
+            self.execute("select count(pg_advisory_xact_lock(hashtextextended(key, 0))) "
+                         "from unnest(%s::text[]) as key", [keys])
 
     def delete_where(self, table: str, where: Mapping[str, Any]) -> int:
         clause, params = _where_clause(where)

@@ -77,7 +77,7 @@ if role == "holder":
 
     Tx.load_arrow, Warehouse.transaction = held_load_arrow, noted_transaction
 elif os.environ["USAGE_WAREHOUSE_URL"].startswith("postgresql"):
-    ensure_table, lock = Warehouse.ensure_table, Tx.lock
+    ensure_table, lock_all = Warehouse.ensure_table, Tx.lock_all
 
     def noted_ensure_table(self, table, schema, **kw):  # its first touch of the partition's tables
         if table.startswith("staging.stg_workato__") and "waiting" not in state:
@@ -86,13 +86,14 @@ elif os.environ["USAGE_WAREHOUSE_URL"].startswith("postgresql"):
             touch("waiting")
         return ensure_table(self, table, schema, **kw)
 
-    def noted_lock(self, *names):
-        lock(self, *names)
+    def noted_lock_all(self, targets):
+        lock_all(self, targets)
+        names = list(targets[0]) if targets else []
         if names and names[0].startswith("staging.stg_workato__") and "acquired" not in state:
             state["acquired"] = True
-            event("acquired", lock=list(names))
+            event("acquired", lock=names)
 
-    Warehouse.ensure_table, Tx.lock = noted_ensure_table, noted_lock
+    Warehouse.ensure_table, Tx.lock_all = noted_ensure_table, noted_lock_all
 else:  # DuckDB: the file itself is the lock
     connect = Warehouse._duckdb_connect
 
@@ -228,7 +229,7 @@ def test_two_writers_of_one_postgresql_partition_serialize_on_the_advisory_lock(
         for writer in writers:
             workato.ensure_staging(writer)  # the tables exist: no DDL, so the lock is all that orders them
         holding, release, times = threading.Event(), threading.Event(), {}
-        load_arrow, lock = Tx.load_arrow, Tx.lock
+        load_arrow, lock_all = Tx.load_arrow, Tx.lock_all
 
         def paused_load_arrow(self, name, data):
             if threading.current_thread().name == "first" and name == table and not holding.is_set():
@@ -236,13 +237,13 @@ def test_two_writers_of_one_postgresql_partition_serialize_on_the_advisory_lock(
                 assert release.wait(60)
             return load_arrow(self, name, data)
 
-        def timed_lock(self, *names):
+        def timed_lock(self, targets):
             if with_lock:
-                lock(self, *names)
+                lock_all(self, targets)
             times.setdefault(threading.current_thread().name, time.monotonic())
 
         monkeypatch.setattr(Tx, "load_arrow", paused_load_arrow)
-        monkeypatch.setattr(Tx, "lock", timed_lock)
+        monkeypatch.setattr(Tx, "lock_all", timed_lock)
         errors = []
 
         def stage(writer: Warehouse) -> None:

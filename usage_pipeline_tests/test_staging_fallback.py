@@ -126,3 +126,40 @@ def test_the_live_run_of_a_partition_with_nothing_parsable_fails_with_the_cause(
     with pytest.raises(SourceError) as caught:
         stage(warehouse, landing, "p1")
     assert "hcp_terraform [account acme]" in str(caught.value) and "no account could be parsed" in str(caught.value)
+
+
+def test_replay_never_writes_an_older_pull_over_one_staged_while_it_ran(warehouse, landing, monkeypatch):
+    """A live run pulls and stages a partition after replay read the raw index: replay leaves it."""
+    from usage_pipeline import replay
+
+    land(warehouse, landing, b'{"n": 1}', partition="p1")
+    land(warehouse, landing, b'{"n": 5}', account="globex", partition="p1")
+    stage(warehouse, landing, "p1")
+    parse_chunk = replay._parse_chunk
+
+    def racing(*job):
+        parsed = parse_chunk(*job)  # rows of the batches the index showed: acme n=1, globex n=5
+        land(warehouse, landing, b'{"n": 2}', partition="p1", minute=5)  # a live run pulls acme again...
+        stage(warehouse, landing, "p1")                                  # ...and stages it
+        return parsed
+
+    monkeypatch.setattr(replay, "_parse_chunk", racing)
+    replay_staging(STAGING, warehouse, landing, workers=1)
+    assert staged(warehouse, "p1") == {"acme": 2, "globex": 5}
+    assert warehouse.query(f"select count(*) from {TABLE}")[0][0] == 2
+
+
+def test_a_stage_never_writes_a_pull_older_than_one_landed_while_it_parsed(warehouse, landing, monkeypatch):
+    land(warehouse, landing, b'{"n": 1}', partition="p1")
+    real_parser = STAGING.parser
+
+    def racing_parser(store, batches):
+        parse = real_parser(store, batches)
+        land(warehouse, landing, b'{"n": 2}', partition="p1", minute=5)  # landed, staged by its own run later
+        return parse
+
+    racing = Staging(STAGING.vendor, STAGING.tables, racing_parser)
+    report = racing.stage(warehouse, landing, "p1")
+    assert staged(warehouse, "p1") == {} and report.rows[TABLE] == 0  # n=1 was not written over the newer pull
+    stage(warehouse, landing, "p1")
+    assert staged(warehouse, "p1") == {"acme": 2}

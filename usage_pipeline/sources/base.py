@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from usage_pipeline import timeutil
 from usage_pipeline.errors import BackfillRefused, SourceError, UsagePipelineError
-from usage_pipeline.landing import BatchWriter, LandingStore, Snapshot, complete_batches
+from usage_pipeline.landing import BatchWriter, LandingStore, Snapshot, complete_batches, latest_batch_id
 from usage_pipeline.warehouse import Warehouse
 
 log = logging.getLogger("usage_pipeline.sources")
@@ -256,8 +256,12 @@ class Staging:
             for account, parsed in chosen.items():
                 loaded_at = datetime.now(UTC)  # a system fact (when rows were written), never the simulated clock
                 with warehouse.transaction() as tx:
+                    tx.lock_all([(table, partition_key, account) for table in self.tables])
+                    if latest_batch_id(tx, self.vendor, partition_key, account) != batches[account][0][0].batch_id:
+                        log.info("%s [account %s]: %s was pulled again while it was parsed; left to that pull's "
+                                 "staging", self.vendor, account, partition_key)
+                        continue
                     for table, rows in self.rows_of(account, partition_key, parsed, loaded_at).items():
-                        tx.lock(table, partition_key, account)
                         tx.delete_where(table, {"partition_key": partition_key, "account_id": account})
                         report.rows[table] += tx.load_arrow(table, rows)
         if report.failures and not report.accounts:
