@@ -14,7 +14,8 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -61,31 +62,41 @@ def ours(spec: dict[str, Any]) -> Any:
     return work
 
 
-def _duckdb_native(spec: dict[str, Any], reader: str) -> Any:
+@contextmanager
+def native_duckdb(path: str) -> Iterator[Any]:
+    """DuckDB opened directly (no pipeline code), in UTC, in one transaction committed at the end."""
     import duckdb
 
+    connection = duckdb.connect(path)
+    try:
+        connection.execute("set TimeZone = 'UTC'")
+        connection.begin()
+        yield connection
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def landed_files(connection: Any, root: str) -> list[str]:
+    """Full paths of the ThousandEyes raw files indexed in `raw.api_snapshots`, in landing order."""
+    return [root + relative for (relative,) in connection.execute(
+        "select landing_path from raw.api_snapshots where vendor = 'thousandeyes' order by landing_path").fetchall()]
+
+
+def _duckdb_native(spec: dict[str, Any], reader: str) -> Any:
     from usage_pipeline.warehouse import Warehouse
 
     path = str(Warehouse(url=spec["warehouse_url"]).duckdb_path)
     root = spec["landing_root"].rstrip("/") + "/"
 
     def work() -> int:
-        connection = duckdb.connect(path)
-        try:
-            connection.execute("set TimeZone = 'UTC'")
-            connection.begin()
-            files = [root + relative for (relative,) in connection.execute(
-                "select landing_path from raw.api_snapshots where vendor = 'thousandeyes' order by landing_path").fetchall()]
+        with native_duckdb(path) as connection:
             connection.execute(
                 f"insert into {TESTS_TABLE} ({', '.join(TEST_COLUMNS)}) select {_SELECT_TEST} "
                 f"from ({reader}) j join raw.api_snapshots s on ? || s.landing_path = j.filename",
-                [spec["loaded_at"], files, root],
+                [spec["loaded_at"], landed_files(connection, root), root],
             )
-            count = connection.execute(f"select count(*) from {TESTS_TABLE}").fetchone()[0]
-            connection.commit()
-            return int(count)
-        finally:
-            connection.close()
+            return int(connection.execute(f"select count(*) from {TESTS_TABLE}").fetchone()[0])
     return work
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from usage_pipeline import bench_data
-from usage_pipeline.bench_methods import TESTS_TABLE, _TEST_STRUCT, method, step
+from usage_pipeline.bench_methods import TESTS_TABLE, _TEST_STRUCT, landed_files, method, native_duckdb, step
 
 HISTORY = {"orgs": 5, "hours": 24 * 365, "tests_per_org": 20}
 
@@ -84,8 +84,6 @@ def duckdb_replay_native(spec: dict[str, Any]) -> Any:
     Same columns as the parser's; not its checks (no type or required-field errors, no
     warnings, no organization rule, no #n suffix for a repeated agent): a ceiling, not a parser.
     """
-    import duckdb
-
     from usage_pipeline.sources.thousandeyes import constants
     from usage_pipeline.sources.thousandeyes.parse import _QUOTA_FIELDS, _USAGE_NUMBERS
     from usage_pipeline.warehouse import Warehouse
@@ -111,18 +109,13 @@ def duckdb_replay_native(spec: dict[str, Any]) -> Any:
     keys = "account_id, partition_key, loaded_at"
 
     def work() -> dict[str, Any]:
-        connection = duckdb.connect(path)
-        try:
-            connection.execute("set TimeZone = 'UTC'")
-            connection.begin()
-            files = [root + relative for (relative,) in connection.execute(
-                "select landing_path from raw.api_snapshots where vendor = 'thousandeyes' order by landing_path").fetchall()]
+        with native_duckdb(path) as connection:
             text = json.dumps(shape).replace("'", "''")
             connection.execute(
                 f"create temp table docs as select s.snapshot_id, s.fetched_at as observed_at, s.account_id, "
                 f"s.partition_key, ?::timestamptz as loaded_at, json_transform(j.json, '{text}').usage as u "
                 f"from read_json_objects(?, filename=true, maximum_object_size={int(spec['max_object_bytes'])}) j "
-                f"join raw.api_snapshots s on ? || s.landing_path = j.filename", [spec["loaded_at"], files, root])
+                f"join raw.api_snapshots s on ? || s.landing_path = j.filename", [spec["loaded_at"], landed_files(connection, root), root])
             connection.execute(
                 f"insert into staging.stg_thousandeyes__usage by name select {lineage}, {keys}, 'v7' as api_version, "
                 "cast(u.quota.monthStart as timestamptz) as period_start, cast(u.quota.monthEnd as timestamptz) as period_end, "
@@ -142,8 +135,5 @@ def duckdb_replay_native(spec: dict[str, Any]) -> Any:
             connection.execute(f"insert into staging.stg_thousandeyes__agent_counts by name {counts}")
             tables = {table: int(connection.execute(f"select count(*) from {table}").fetchone()[0])
                       for table in constants.STAGING_TABLES}
-            connection.commit()
             return {"rows": tables[TESTS_TABLE], "tables": tables}
-        finally:
-            connection.close()
     return work

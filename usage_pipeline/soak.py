@@ -501,8 +501,31 @@ REQUIRED_FIELDS = {"thousandeyes": "usage.quota", "hcp_terraform": "data.attribu
 FAILING_ACCOUNTS = {"thousandeyes": "2001", "hcp_terraform": "globex", "terraform_enterprise": "bundle"}
 
 
+@dataclass(kw_only=True)
+class Findings:
+    """What the checks counted, and the evidence of any broken promise: the soak's and the test suite's.
+
+    The promises hold when the four lists are empty.
+    """
+
+    retries: int = 0
+    waited_s: float = 0.0
+    snapshots_checked: int = 0
+    rows_checked: int = 0
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    differing: list[str] = field(default_factory=list)  # same rows, other values than a clean replay
+    secret_hits: list[str] = field(default_factory=list)
+
+    def merge(self, other: Findings) -> None:
+        """Add another run's counts and evidence to these (a test module's total over its scenarios)."""
+        for name, value in vars(other).items():
+            mine = getattr(self, name)
+            setattr(self, name, mine + value if isinstance(mine, (int, float, list)) else mine)
+
+
 @dataclass
-class SoakReport:
+class SoakReport(Findings):
     """What happened and what was proven; `ok` when every invariant holds."""
 
     days: int
@@ -514,18 +537,10 @@ class SoakReport:
     dagster_runs: int = 0
     model_builds: int = 0
     failures: list[str] = field(default_factory=list)  # (reported) source, account, cause
-    retries: int = 0
     requests: int = 0
     faults_fired: Counter = field(default_factory=Counter)
     waits: int = 0
-    waited_s: float = 0.0
-    snapshots_checked: int = 0
-    rows_checked: int = 0
     grains_checked: int = 0
-    lost: list[str] = field(default_factory=list)
-    duplicated: list[str] = field(default_factory=list)
-    differing: list[str] = field(default_factory=list)
-    secret_hits: list[str] = field(default_factory=list)
     secret_places: int = 0
 
     @property

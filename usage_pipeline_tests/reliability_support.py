@@ -62,37 +62,24 @@ REQUIRED_FIELD = {
 
 @dataclass
 class Figures:
-    """What a module's scenarios did and proved; one line in pytest's summary."""
+    """What a module's scenarios did and proved, added up; one line in pytest's summary."""
 
     module: str
     scenarios: int = 0
-    faults_injected: int = 0
-    runs: int = 0
-    retries: int = 0
-    waited_s: float = 0.0
-    rows_checked: int = 0
-    snapshots_checked: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    differing: int = 0
-    secret_hits: int = 0
+    total: Verdict = field(default_factory=lambda: Verdict())
 
     def add(self, verdict: Verdict) -> None:
         self.scenarios += 1
-        for name in ("faults_injected", "runs", "retries", "waited_s", "rows_checked", "snapshots_checked"):
-            setattr(self, name, getattr(self, name) + getattr(verdict, name))
-        self.lost += len(verdict.lost)
-        self.duplicated += len(verdict.duplicated)
-        self.differing += len(verdict.differing)
-        self.secret_hits += len(verdict.secret_hits)
+        self.total.merge(verdict)
 
     def line(self) -> str:
-        return (f"{self.module}: {self.scenarios} scenarios, faults injected {self.faults_injected}, "
-                f"runs {self.runs}, retries {self.retries}, virtual waits {self.waited_s:.1f} s, "
-                f"snapshots checked {self.snapshots_checked}, rows checked {self.rows_checked}, "
-                f"{self.lost} lost, {self.duplicated} duplicated, "
-                + (f"{self.differing} differing from a clean replay, " if self.differing else "")
-                + f"{self.secret_hits} secret hits")
+        t = self.total
+        return (f"{self.module}: {self.scenarios} scenarios, faults injected {t.faults_injected}, "
+                f"runs {t.runs}, retries {t.retries}, virtual waits {t.waited_s:.1f} s, "
+                f"snapshots checked {t.snapshots_checked}, rows checked {t.rows_checked}, "
+                f"{len(t.lost)} lost, {len(t.duplicated)} duplicated, "
+                + (f"{len(t.differing)} differing from a clean replay, " if t.differing else "")
+                + f"{len(t.secret_hits)} secret hits")
 
 
 @pytest.fixture(scope="module")
@@ -107,20 +94,12 @@ def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
 # ---------- the verdict
 
 
-@dataclass
-class Verdict:
-    """Everything a scenario proved, with the evidence for any failure."""
+@dataclass(kw_only=True)
+class Verdict(soak.Findings):
+    """Everything a scenario proved (the soak's findings, plus faults and runs), with the evidence for any failure."""
 
     faults_injected: int = 0
     runs: int = 0
-    retries: int = 0
-    waited_s: float = 0.0
-    snapshots_checked: int = 0
-    rows_checked: int = 0
-    lost: list[str] = field(default_factory=list)
-    duplicated: list[str] = field(default_factory=list)
-    differing: list[str] = field(default_factory=list)  # same rows, other values than a clean replay
-    secret_hits: list[str] = field(default_factory=list)
 
     def assert_clean(self) -> None:
         assert self.lost == [], f"rows or responses lost: {self.lost}"
@@ -353,6 +332,16 @@ def _fewer_here(problem: str) -> bool:
         return True
     here, there = (-1 if value == "missing" else int(value) for value in match.groups())
     return here <= there
+
+
+@pytest.fixture
+def scenario_harness(scenario: Scenario, warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """A Harness for a test parametrized with `scenario` (its HTTP timeout too), closed afterwards."""
+    pipeline = Harness(warehouse=warehouse, tmp_path=tmp_path, monkeypatch=monkeypatch, request=request,
+                       timeout_s=scenario.timeout_s)
+    yield pipeline
+    pipeline.close()
 
 
 @pytest.fixture

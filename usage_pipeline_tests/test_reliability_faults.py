@@ -15,34 +15,21 @@ from __future__ import annotations
 import re
 
 import pytest
-from reliability_support import (  # noqa: F401 (all_logs and figures are fixtures)
-    RECOVERING,
-    SOURCES,
-    Harness,
-    Scenario,
-    all_logs,
-    figures,
-    run_scenario,
-)
+from reliability_support import RECOVERING, SOURCES, Scenario, all_logs, figures, run_scenario, scenario_harness  # noqa: F401
 
 
 @pytest.mark.parametrize("scenario", RECOVERING, ids=lambda s: s.name)
 def test_a_recoverable_fault_on_every_source_is_retried_away_and_loses_nothing(
-        scenario: Scenario, warehouse, tmp_path, monkeypatch, request, all_logs, figures):
-    pipeline = Harness(warehouse=warehouse, tmp_path=tmp_path, monkeypatch=monkeypatch, request=request,
-                       timeout_s=scenario.timeout_s)
-    try:
-        run_scenario(pipeline, scenario, caplog=all_logs, figures=figures)
-        retries = re.findall(r"(\w+) \[account [^]]*\]: \w+: (HTTP \d+|\w*(?:Timeout|Error)\w*).*; retry \d+ in ([\d.]+) s",
-                             all_logs.text)
-        if scenario.name != "unknown_new_field":
-            for source in SOURCES:
-                waits = [float(wait) for vendor, _, wait in retries if vendor == source]
-                expected = sum(step.get("times", 1) for _, step in scenario.steps)
-                assert len(waits) == expected, (source, retries)
-                assert min(waits) >= 1.0, (source, waits)  # no retry storm: even Retry-After 0 waits
-        else:  # kept in raw (the landing check passed), reported in the staging metadata, never fatal
-            assert retries == []
-            assert "sandbox_new_field" in pipeline.event_log_text()
-    finally:
-        pipeline.close()
+        scenario: Scenario, scenario_harness, all_logs, figures):
+    run_scenario(scenario_harness, scenario, caplog=all_logs, figures=figures)
+    retries = re.findall(r"(\w+) \[account [^]]*\]: \w+: (HTTP \d+|\w*(?:Timeout|Error)\w*).*; retry \d+ in ([\d.]+) s",
+                         all_logs.text)
+    if scenario.name != "unknown_new_field":
+        for source in SOURCES:
+            waits = [float(wait) for vendor, _, wait in retries if vendor == source]
+            expected = sum(step.get("times", 1) for _, step in scenario.steps)
+            assert len(waits) == expected, (source, retries)
+            assert min(waits) >= 1.0, (source, waits)  # no retry storm: even Retry-After 0 waits
+    else:  # kept in raw (the landing check passed), reported in the staging metadata, never fatal
+        assert retries == []
+        assert "sandbox_new_field" in scenario_harness.event_log_text()

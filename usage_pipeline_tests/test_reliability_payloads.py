@@ -14,21 +14,10 @@ token appears anywhere.
 from __future__ import annotations
 
 import pytest
-from reliability_support import (  # noqa: F401 (all_logs and figures are fixtures)
-    FAILING,
-    Harness,
-    Scenario,
-    all_logs,
-    figures,
-    run_scenario,
-)
+from reliability_support import FAILING, Scenario, all_logs, figures, run_scenario, scenario_harness  # noqa: F401
 
 
 @pytest.mark.parametrize("scenario", FAILING, ids=lambda s: s.name)
 def test_a_bad_answer_fails_only_its_account_and_keeps_its_previous_rows(
-        scenario: Scenario, warehouse, tmp_path, monkeypatch, request, all_logs, figures):
-    pipeline = Harness(warehouse=warehouse, tmp_path=tmp_path, monkeypatch=monkeypatch, request=request)
-    try:
-        run_scenario(pipeline, scenario, caplog=all_logs, figures=figures)
-    finally:
-        pipeline.close()
+        scenario: Scenario, scenario_harness, all_logs, figures):
+    run_scenario(scenario_harness, scenario, caplog=all_logs, figures=figures)

@@ -22,9 +22,9 @@ def test_a_two_day_soak_ends_with_zero_lost_duplicated_and_leaked(figures):
     faults = int(re.search(r"faults injected: (\d+) answers", report).group(1))
     assert faults > 0 and "result: OK" in report  # it did inject faults, and survived them
     figures.scenarios += 1
-    figures.faults_injected += faults
-    figures.runs += sum(int(n) for n in re.findall(r"(\d+) (?:ThousandEyes hourly ticks|Dagster runs)", report))
-    figures.retries += int(re.search(r"retries: (\d+)", report).group(1))
-    figures.waited_s += float(re.search(r"\(([\d.]+) s of compressed time\)", report).group(1))
-    figures.snapshots_checked += int(re.search(r"checked: (\d+) snapshots", report).group(1))
-    figures.rows_checked += int(re.search(r"(\d+) staging and mart rows", report).group(1))
+    figures.total.faults_injected += faults
+    figures.total.runs += sum(int(n) for n in re.findall(r"(\d+) (?:ThousandEyes hourly ticks|Dagster runs)", report))
+    figures.total.retries += int(re.search(r"retries: (\d+)", report).group(1))
+    figures.total.waited_s += float(re.search(r"\(([\d.]+) s of compressed time\)", report).group(1))
+    figures.total.snapshots_checked += int(re.search(r"checked: (\d+) snapshots", report).group(1))
+    figures.total.rows_checked += int(re.search(r"(\d+) staging and mart rows", report).group(1))
